@@ -1,0 +1,103 @@
+//! The one error type of the admin API: `{ "error": { "code", "message", "field" } }`.
+//!
+//! Client mistakes carry their message and the offending field; server failures carry a
+//! generic message to the client and their real cause in a response extension, which the
+//! logging middleware writes to the log once.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+    internal: Option<String>,
+}
+
+/// The real cause of a 5xx, for the log only.
+#[derive(Clone, Debug)]
+pub struct InternalCause(pub String);
+
+impl ApiError {
+    /// A 4xx/5xx with a code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            internal: None,
+        }
+    }
+
+    /// 400 naming `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+        }
+    }
+
+    /// 404.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{} not found", what.into()),
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<dotjob_shared::Error> for ApiError {
+    fn from(e: dotjob_shared::Error) -> Self {
+        use dotjob_shared::Error as E;
+        match e {
+            E::Invalid { field, message } => Self::invalid(field, message),
+            E::NotFound(what) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
+            E::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            e if e.is_unavailable() => Self {
+                internal: Some(e.to_string()),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Redis is unavailable; retry shortly",
+                )
+            },
+            e => Self {
+                internal: Some(e.to_string()),
+                ..Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "field": self.field }
+        });
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.internal {
+            resp.extensions_mut().insert(InternalCause(cause));
+        }
+        resp
+    }
+}

@@ -1,0 +1,48 @@
+//! The scheduler's command line: every flag also reads an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use dotjob_shared::config::RedisArgs;
+use dotjob_worker::config::WorkerArgs;
+
+/// Fires due jobs into Redis streams and serves the admin API and console.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "dotjob-scheduler", version)]
+pub struct Cli {
+    /// Address of the admin API and console.
+    #[arg(long, env = "DOTJOB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Group of the in-process worker with the stock handlers; `off` for none.
+    #[arg(long, env = "DOTJOB_EMBEDDED_WORKER", default_value = "default")]
+    pub embedded_worker: String,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Runs kept per job.
+    #[arg(long, env = "DOTJOB_RUNS_KEEP", default_value_t = 1_000)]
+    pub runs_keep: u64,
+    /// Oldest run kept (e.g. `7d`, `12h`).
+    #[arg(long, env = "DOTJOB_RUNS_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub runs_max_age: Duration,
+    /// Start a private redis-server when REDIS_URL is unset and nothing answers locally:
+    /// `auto` or `never`.
+    #[arg(long, env = "DOTJOB_START_REDIS", default_value = "auto", value_parser = ["auto", "never"])]
+    pub start_redis: String,
+    /// Folder of the private redis-server's data.
+    #[arg(long, env = "DOTJOB_DATA_DIR", default_value = ".dotjob")]
+    pub data_dir: PathBuf,
+}
+
+impl Cli {
+    /// The embedded worker's group, if any.
+    pub fn embedded_group(&self) -> Option<&str> {
+        match self.embedded_worker.trim() {
+            "" | "off" | "none" | "false" => None,
+            g => Some(g),
+        }
+    }
+}

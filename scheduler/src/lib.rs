@@ -1,0 +1,88 @@
+//! dotjob scheduler: fires due jobs into each group's Redis stream, and serves the admin HTTP
+//! API, `/metrics`, `/healthz` and the web console. Any number of replicas may run: each tick
+//! is enqueued at most once (the firing script compares and moves the job's score
+//! atomically).
+//!
+//! [`run`] wires the parts together; the binary only parses flags and calls it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dotjob_shared::{Redis, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub mod api;
+pub mod config;
+mod console;
+pub mod engine;
+pub mod janitor;
+pub mod lease;
+pub mod local_redis;
+pub mod plan;
+
+pub use engine::{Engine, EngineSettings};
+
+/// What [`run`] needs besides the listener.
+#[derive(Debug)]
+pub struct Options {
+    /// Redis handle.
+    pub redis: Redis,
+    /// Scheduling settings.
+    pub engine: EngineSettings,
+    /// In-process worker: its group, settings and shell allow-list.
+    pub embedded_worker: Option<(String, dotjob_worker::Settings, Vec<String>)>,
+}
+
+/// Runs the scheduler on `listener` until `shutdown` resolves, then stops serving, lets the
+/// embedded worker drain, and returns.
+pub async fn run(
+    opts: Options,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let leases = Arc::new(lease::Leases);
+    let engine = Engine::new(opts.redis.clone(), leases, opts.engine.clone());
+    let state = api::AppState {
+        store: Store::new(opts.redis.clone()),
+        engine: engine.clone(),
+    };
+    let engine_task = tokio::spawn({
+        let stop = stop.clone();
+        engine.run(async move { stop.cancelled().await })
+    });
+    let worker_task = match opts.embedded_worker {
+        Some((group, settings, shell_allow)) => {
+            let builder =
+                dotjob_worker::Worker::builder(opts.redis.clone(), group).settings(settings);
+            let worker = dotjob_worker::stock::register(builder, &shell_allow).build()?;
+            let stop = stop.clone();
+            Some(tokio::spawn(
+                worker.run(async move { stop.cancelled().await }),
+            ))
+        }
+        None => None,
+    };
+    info!(listen = %listener.local_addr()?, "admin API and console listening");
+    let app = api::router(state);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown({
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        })
+        .await?;
+    let _ = engine_task.await;
+    if let Some(w) = worker_task {
+        w.await??;
+    }
+    Ok(())
+}

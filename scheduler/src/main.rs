@@ -1,0 +1,82 @@
+//! `dotjob-scheduler`: parses flags, starts a private Redis if asked to, and calls
+//! [`dotjob_scheduler::run`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dotjob_scheduler::config::Cli;
+use dotjob_scheduler::local_redis::{self, LocalRedis};
+use dotjob_scheduler::{EngineSettings, Options};
+use dotjob_shared::Redis;
+use dotjob_shared::config::DEFAULT_REDIS_URL;
+use dotjob_worker::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    telemetry::init_tracing();
+    if let Err(e) = cli.redis.validate() {
+        eprintln!("dotjob-scheduler: {e}");
+        return ExitCode::from(2);
+    }
+    let mut local = None;
+    if cli.redis.redis_url.is_none()
+        && cli.start_redis == "auto"
+        && !local_redis::answers(DEFAULT_REDIS_URL).await
+    {
+        match LocalRedis::start(6379, &cli.data_dir).await {
+            Ok(r) => {
+                eprintln!(
+                    "dotjob-scheduler: nothing answered on 127.0.0.1:6379, so a private redis-server \
+                     was started there (AOF on, data in {}); it stops when dotjob stops.",
+                    cli.data_dir.display()
+                );
+                cli.redis.redis_url = Some(r.url().to_owned());
+                local = Some(r);
+            }
+            Err(e) => {
+                eprintln!("dotjob-scheduler: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let code = match start(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dotjob-scheduler: {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    if let Some(r) = local {
+        r.stop().await;
+    }
+    code
+}
+
+async fn start(cli: Cli) -> anyhow::Result<()> {
+    let cfg = cli.redis.validate()?;
+    let redis = Redis::new(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (DOTJOB_LISTEN): {e}", cli.listen))?;
+    let opts = Options {
+        redis,
+        engine: EngineSettings {
+            runs_keep: cli.runs_keep,
+            runs_max_age: cli.runs_max_age,
+            ..EngineSettings::default()
+        },
+        embedded_worker: cli.embedded_group().map(|g| {
+            (
+                g.to_owned(),
+                cli.worker.settings(),
+                cli.worker.shell_allow.clone(),
+            )
+        }),
+    };
+    eprintln!(
+        "dotjob-scheduler: admin API and console on http://{}/ (Redis {})",
+        cli.listen, cfg.url
+    );
+    dotjob_scheduler::run(opts, listener, telemetry::shutdown_signal()).await
+}

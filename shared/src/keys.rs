@@ -1,0 +1,199 @@
+//! The one place that names Redis keys.
+//!
+//! Every key of a group carries the group as a Redis Cluster hash tag (`{billing}`), so that
+//! a group's schedule, stream, job hashes, run records and lease live in one slot and one Lua
+//! script can touch all of them. The Lua scripts in `lua/` receive the group prefix
+//! (`<prefix>:{<group>}:`) as `KEYS[1]` and append the same suffixes as the functions below;
+//! the suffix constants are the contract between the two and the README's key table.
+
+/// The consumer group every worker of a group reads the group stream through.
+pub const CONSUMER_GROUP: &str = "workers";
+
+/// Key suffixes under a group prefix. Lua scripts use the same literals.
+pub mod suffix {
+    /// Hash: one job definition (`job:<id>`).
+    pub const JOB: &str = "job:";
+    /// Sorted set: ids of the group's jobs (all score 0, ordered by id).
+    pub const JOBS: &str = "jobs";
+    /// Sorted set: job id → next fire instant (ms, Redis clock).
+    pub const SCHEDULE: &str = "schedule";
+    /// Stream: runs waiting for or held by a worker.
+    pub const STREAM: &str = "stream";
+    /// Stream: dead letters (runs whose attempts were exhausted).
+    pub const DEAD: &str = "dead";
+    /// Hash: one run record (`run:<run id>`).
+    pub const RUN: &str = "run:";
+    /// Sorted set: a job's runs (`runs:<job id>`), run id → scheduled instant.
+    pub const RUNS: &str = "runs:";
+    /// List: log lines of a run (`log:<run id>`).
+    pub const LOG: &str = "log:";
+    /// Hash: stream entry id → run id for every entry not yet acknowledged.
+    pub const ACTIVE: &str = "active";
+    /// Sorted set: stream entry id → instant its retry is due.
+    pub const RETRY: &str = "retry";
+    /// Hash: the group's scheduling lease (owner, epoch, expires).
+    pub const LEASE: &str = "lease";
+    /// Hash: executor id → registration JSON.
+    pub const EXECUTORS: &str = "executors";
+    /// Sorted set: executor id → last heartbeat (ms, Redis clock).
+    pub const HEARTBEATS: &str = "heartbeats";
+    /// Set: disabled executor ids.
+    pub const DISABLED: &str = "disabled";
+    /// Hash: job id → run id of the run in flight (concurrency policies).
+    pub const INFLIGHT: &str = "inflight";
+    /// String: counter for manual-trigger run ids.
+    pub const SEQ: &str = "seq";
+}
+
+/// Builds key names for one key prefix (`DOTJOB_PREFIX`).
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix` (e.g. `dotjob`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Set of every group that has or had a job.
+    pub fn groups(&self) -> String {
+        format!("{}:groups", self.prefix)
+    }
+
+    /// Hash: job id → group, to find a job (and its runs) from its id alone.
+    pub fn job_index(&self) -> String {
+        format!("{}:jobs", self.prefix)
+    }
+
+    /// Sorted set of every job id (score 0, lexical order = creation order).
+    pub fn job_ids(&self) -> String {
+        format!("{}:job-ids", self.prefix)
+    }
+
+    /// Pub/sub channel for job changes and run cancellations.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// Hash: scheduler replica id → last heartbeat (ms), used to balance leases.
+    pub fn schedulers(&self) -> String {
+        format!("{}:schedulers", self.prefix)
+    }
+
+    /// `<prefix>:{<group>}:`, the prefix of every key of a group (`KEYS[1]` of the scripts).
+    pub fn group_prefix(&self, group: &str) -> String {
+        format!("{}:{{{group}}}:", self.prefix)
+    }
+
+    fn g(&self, group: &str, suffix: &str) -> String {
+        let mut k = self.group_prefix(group);
+        k.push_str(suffix);
+        k
+    }
+
+    /// Hash of one job definition.
+    pub fn job(&self, group: &str, id: &str) -> String {
+        self.g(group, &format!("{}{id}", suffix::JOB))
+    }
+
+    /// Sorted set of the group's job ids.
+    pub fn group_jobs(&self, group: &str) -> String {
+        self.g(group, suffix::JOBS)
+    }
+
+    /// Sorted set of next fire instants.
+    pub fn schedule(&self, group: &str) -> String {
+        self.g(group, suffix::SCHEDULE)
+    }
+
+    /// The group's run stream.
+    pub fn stream(&self, group: &str) -> String {
+        self.g(group, suffix::STREAM)
+    }
+
+    /// The group's dead-letter stream.
+    pub fn dead(&self, group: &str) -> String {
+        self.g(group, suffix::DEAD)
+    }
+
+    /// Hash of one run record.
+    pub fn run(&self, group: &str, run_id: &str) -> String {
+        self.g(group, &format!("{}{run_id}", suffix::RUN))
+    }
+
+    /// Sorted set of a job's runs.
+    pub fn job_runs(&self, group: &str, job_id: &str) -> String {
+        self.g(group, &format!("{}{job_id}", suffix::RUNS))
+    }
+
+    /// List of a run's log lines.
+    pub fn run_log(&self, group: &str, run_id: &str) -> String {
+        self.g(group, &format!("{}{run_id}", suffix::LOG))
+    }
+
+    /// Hash of unacknowledged entries → run ids.
+    pub fn active(&self, group: &str) -> String {
+        self.g(group, suffix::ACTIVE)
+    }
+
+    /// Sorted set of entries waiting for a retry.
+    pub fn retry(&self, group: &str) -> String {
+        self.g(group, suffix::RETRY)
+    }
+
+    /// The group's scheduling lease.
+    pub fn lease(&self, group: &str) -> String {
+        self.g(group, suffix::LEASE)
+    }
+
+    /// Executor registrations.
+    pub fn executors(&self, group: &str) -> String {
+        self.g(group, suffix::EXECUTORS)
+    }
+
+    /// Executor heartbeats.
+    pub fn heartbeats(&self, group: &str) -> String {
+        self.g(group, suffix::HEARTBEATS)
+    }
+
+    /// Disabled executors.
+    pub fn disabled(&self, group: &str) -> String {
+        self.g(group, suffix::DISABLED)
+    }
+
+    /// Runs in flight per job.
+    pub fn inflight(&self, group: &str) -> String {
+        self.g(group, suffix::INFLIGHT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_keys_share_one_hash_tag() {
+        let k = Keys::new("dotjob");
+        assert_eq!(k.group_prefix("billing"), "dotjob:{billing}:");
+        assert_eq!(k.job("billing", "01abc"), "dotjob:{billing}:job:01abc");
+        assert_eq!(k.stream("billing"), "dotjob:{billing}:stream");
+        assert_eq!(k.run("billing", "01abc-5"), "dotjob:{billing}:run:01abc-5");
+        for key in [
+            k.schedule("g"),
+            k.dead("g"),
+            k.lease("g"),
+            k.job_runs("g", "x"),
+        ] {
+            assert!(key.contains("{g}"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+-- Due ticks of one group, on the Redis clock (invariant 1).
+-- KEYS[1] group prefix "<prefix>:{<group>}:"
+-- ARGV[1] most jobs to return
+-- Returns {now, next score or "", {job id, score, version, ...}}: the jobs whose next fire
+-- instant is due, with the version of their definition so callers can use a cache.
+local P = KEYS[1]
+local now = now_ms()
+local due = redis.call('ZRANGE', P .. 'schedule', '-inf', now, 'BYSCORE', 'LIMIT', 0,
+  tonumber(ARGV[1]), 'WITHSCORES')
+local out = {}
+for i = 1, #due, 2 do
+  out[#out + 1] = due[i]
+  out[#out + 1] = due[i + 1]
+  out[#out + 1] = redis.call('HGET', P .. 'job:' .. due[i], 'version') or ''
+end
+local first = redis.call('ZRANGE', P .. 'schedule', 0, 0, 'WITHSCORES')
+return {tostring(now), first[2] or '', out}

@@ -1,0 +1,36 @@
+-- Creates or updates a job definition atomically (invariants 8, 9).
+-- KEYS[1] group prefix, KEYS[2] job index hash, KEYS[3] job id set, KEYS[4] group set
+-- ARGV[1] job id, ARGV[2] group, ARGV[3] "create" | "update", ARGV[4] expected version or ""
+-- ARGV[5] next fire: "" (unschedule), "keep" (leave the schedule score alone) or ms
+-- ARGV[6..] field, value pairs
+-- Returns the new version; errors "EXISTS", "NOTFOUND", "CONFLICT".
+local P = KEYS[1]
+local id, group, mode = ARGV[1], ARGV[2], ARGV[3]
+local jk = P .. 'job:' .. id
+local exists = redis.call('EXISTS', jk) == 1
+if mode == 'create' and exists then return redis.error_reply('EXISTS') end
+if mode == 'update' then
+  if not exists then return redis.error_reply('NOTFOUND') end
+  if ARGV[4] ~= '' and redis.call('HGET', jk, 'version') ~= ARGV[4] then
+    return redis.error_reply('CONFLICT')
+  end
+end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', jk, unpack(fields))
+local version = redis.call('HINCRBY', jk, 'version', 1)
+if mode == 'create' then
+  redis.call('ZADD', P .. 'jobs', 0, id)
+  redis.call('HSET', KEYS[2], id, group)
+  redis.call('ZADD', KEYS[3], 0, id)
+  redis.call('SADD', KEYS[4], group)
+  -- Start the consumer group at the stream's beginning so no run fired before the first
+  -- worker arrives is missed.
+  pcall(redis.call, 'XGROUP', 'CREATE', P .. 'stream', 'workers', '0', 'MKSTREAM')
+end
+if ARGV[5] == '' then
+  redis.call('ZREM', P .. 'schedule', id)
+elseif ARGV[5] ~= 'keep' then
+  redis.call('ZADD', P .. 'schedule', ARGV[5], id)
+end
+return version

@@ -1,0 +1,36 @@
+-- Retention of run records: keeps at most ARGV[1] runs per job and none older than ARGV[2]
+-- ms, never touching a run that is queued, running or waiting for a retry.
+-- KEYS[1] group prefix
+-- ARGV[1] keep count, ARGV[2] max age ms, ARGV[3] cursor (job id to start after, "" first),
+-- ARGV[4] jobs per call
+-- Returns {next cursor or "", runs deleted}.
+local P = KEYS[1]
+local keep, max_age, batch = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local from = '-'
+if ARGV[3] ~= '' then from = '(' .. ARGV[3] end
+local jobs = redis.call('ZRANGE', P .. 'jobs', from, '+', 'BYLEX', 'LIMIT', 0, batch)
+local cutoff = now_ms() - max_age
+local deleted = 0
+local function drop(job, run)
+  local rk = P .. 'run:' .. run
+  local st = redis.call('HGET', rk, 'status')
+  local active = st == 'queued' or st == 'running' or
+    ((st == 'failed' or st == 'timed_out') and redis.call('HEXISTS', rk, 'retry_at') == 1)
+  if not active then
+    redis.call('DEL', rk, P .. 'log:' .. run)
+    redis.call('ZREM', P .. 'runs:' .. job, run)
+    deleted = deleted + 1
+  end
+end
+for _, job in ipairs(jobs) do
+  local rk = P .. 'runs:' .. job
+  local n = redis.call('ZCARD', rk)
+  if n > keep then
+    for _, run in ipairs(redis.call('ZRANGE', rk, 0, n - keep - 1)) do drop(job, run) end
+  end
+  for _, run in ipairs(redis.call('ZRANGE', rk, '-inf', cutoff, 'BYSCORE', 'LIMIT', 0, 1000)) do
+    drop(job, run)
+  end
+end
+if #jobs < batch then return {'', deleted} end
+return {jobs[#jobs], deleted}

@@ -1,0 +1,213 @@
+//! Run records (the seeds' job_log): one hash per run, written by the firing script, the
+//! worker's start and completion scripts, and read by the admin API.
+//!
+//! Run ids are derived from what caused the run, so a replay is recognisable:
+//! `<job id>-<tick ms>` for a scheduled tick, `<job id>-m<ms>-<n>` for a manual trigger,
+//! with `-s<k>` appended per shard. The job id comes first and contains no `-`, so a run id
+//! alone finds its job, and through the job index its group.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::model::job::FieldReader;
+use crate::time::opt_ms_rfc3339;
+
+/// Where a run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// In the stream, not yet started.
+    Queued,
+    /// A worker is executing it.
+    Running,
+    /// Finished well.
+    Succeeded,
+    /// The handler failed (final when no retry is due).
+    Failed,
+    /// The attempt outlived `timeout_ms` (code 502).
+    TimedOut,
+    /// Attempts exhausted; copied to the dead letters.
+    Dead,
+    /// Not run: misfire `skip`, or overlap under `forbid`.
+    Skipped,
+    /// Cancelled by hand or by `replace`.
+    Cancelled,
+    /// Its stream entry was deleted while pending.
+    Lost,
+}
+
+impl RunStatus {
+    /// All statuses, for filters and docs.
+    pub const ALL: [Self; 9] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Dead,
+        Self::Skipped,
+        Self::Cancelled,
+        Self::Lost,
+    ];
+
+    /// The snake_case name stored in Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Dead => "dead",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+            Self::Lost => "lost",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Result code of a run, as in the seeds' job_log.
+pub mod code {
+    /// Succeeded.
+    pub const OK: u16 = 200;
+    /// The handler failed.
+    pub const FAILED: u16 = 500;
+    /// The attempt timed out (FutureTask-style).
+    pub const TIMEOUT: u16 = 502;
+}
+
+/// One run as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Run {
+    /// Run id (derived from its tick).
+    pub id: String,
+    /// Job it belongs to.
+    pub job_id: String,
+    /// Job version it was fired with.
+    pub job_version: u64,
+    /// Group that runs it.
+    pub group: String,
+    /// Current status.
+    pub status: RunStatus,
+    /// Attempt number (the stream delivery count); 0 while queued.
+    pub attempt: u32,
+    /// The tick (scheduled instant); for a manual run, the trigger instant.
+    #[serde(serialize_with = "opt_ms_rfc3339")]
+    pub scheduled_at: Option<i64>,
+    /// When it entered the stream.
+    #[serde(serialize_with = "opt_ms_rfc3339")]
+    pub enqueued_at: Option<i64>,
+    /// When the current or last attempt started.
+    #[serde(serialize_with = "opt_ms_rfc3339")]
+    pub started_at: Option<i64>,
+    /// When the last attempt ended.
+    #[serde(serialize_with = "opt_ms_rfc3339")]
+    pub finished_at: Option<i64>,
+    /// Duration of the last attempt.
+    pub duration_ms: Option<u64>,
+    /// Executor that ran the last attempt.
+    pub worker: Option<String>,
+    /// 200 ok, 500 failed, 502 timed out.
+    pub code: Option<u16>,
+    /// Handler result.
+    pub result: Option<Value>,
+    /// Error of the last failed attempt.
+    pub error: Option<String>,
+    /// `schedule`, `manual`, `child` or `requeue`.
+    pub trigger: String,
+    /// Parameter override given to a manual trigger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// When the next attempt is due, while a retry is pending.
+    #[serde(serialize_with = "opt_ms_rfc3339")]
+    pub retry_at: Option<i64>,
+    /// Stream entry id (for `XPENDING`/`XRANGE` inspection).
+    pub entry: Option<String>,
+    /// Shard index of a sharded job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    /// Number of shards of a sharded job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// This shard's parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_param: Option<Value>,
+    /// Run whose success fired this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_run: Option<String>,
+}
+
+impl Run {
+    /// Reads a run from its hash fields; `key` is for error messages.
+    pub fn from_fields(key: &str, f: &HashMap<String, String>) -> Result<Self> {
+        let r = FieldReader { key, f };
+        let opt = |k: &str| f.get(k).filter(|v| !v.is_empty());
+        let opt_num = |k: &str| opt(k).and_then(|v| v.parse::<i64>().ok());
+        let opt_json = |k: &str| opt(k).and_then(|v| serde_json::from_str::<Value>(v).ok());
+        Ok(Self {
+            id: r.str("id")?.to_owned(),
+            job_id: r.str("job_id")?.to_owned(),
+            job_version: r.num("job_version")?,
+            group: r.str("group")?.to_owned(),
+            status: RunStatus::parse(r.str("status")?).ok_or_else(|| crate::Error::Corrupt {
+                key: key.to_owned(),
+                message: "field status: unknown".to_owned(),
+            })?,
+            attempt: opt_num("attempt").unwrap_or(0) as u32,
+            scheduled_at: opt_num("scheduled_at"),
+            enqueued_at: opt_num("enqueued_at"),
+            started_at: opt_num("started_at"),
+            finished_at: opt_num("finished_at"),
+            duration_ms: opt_num("duration_ms").map(|v| v.max(0) as u64),
+            worker: opt("worker").cloned(),
+            code: opt_num("code").map(|v| v as u16),
+            result: opt_json("result"),
+            error: opt("error").cloned(),
+            trigger: opt("trigger")
+                .cloned()
+                .unwrap_or_else(|| "schedule".to_owned()),
+            params: opt_json("params"),
+            retry_at: opt_num("retry_at"),
+            entry: opt("entry").cloned(),
+            shard: opt_num("shard").map(|v| v as u32),
+            shards: opt_num("shards").map(|v| v as u32),
+            shard_param: opt_json("shard_param"),
+            parent_run: opt("parent_run").cloned(),
+        })
+    }
+}
+
+/// The job id part of a run id.
+pub fn job_of_run(run_id: &str) -> Option<&str> {
+    let job = run_id.split('-').next()?;
+    (crate::model::job::valid_job_id(job) && job.len() < run_id.len()).then_some(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_name_their_job() {
+        assert_eq!(job_of_run("01jabc-1790000000000"), Some("01jabc"));
+        assert_eq!(job_of_run("01jabc-m1790000000000-4"), Some("01jabc"));
+        assert_eq!(job_of_run("01jabc"), None);
+        assert_eq!(job_of_run("../etc-1"), None);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! dotjob worker library: run a group's jobs inside your service.
+//!
+//! Register named async handlers, then run the worker until shutdown. It claims runs of its
+//! group from the group's Redis stream through the `workers` consumer group, runs each under
+//! the job's timeout (on expiry the handler is cancelled and the run recorded `timed_out`,
+//! code 502), catches panics as failed attempts, records results, and acknowledges the entry
+//! only once the run reached a final state. Failed attempts stay pending and are retried
+//! after the job's backoff; a worker that dies loses nothing (its runs are reclaimed).
+//!
+//! ```no_run
+//! use dotjob_worker::{HandlerError, RunContext, Worker};
+//!
+//! # async fn demo(redis: dotjob_shared::Redis) -> anyhow::Result<()> {
+//! let worker = Worker::builder(redis, "billing")
+//!     .handler("send-invoice", |ctx: RunContext| async move {
+//!         let customer: u64 = ctx.param("customer")?;
+//!         ctx.log(format!("invoicing {customer}"));
+//!         Ok::<_, HandlerError>(serde_json::json!({ "sent": customer }))
+//!     })
+//!     .concurrency(8)
+//!     .build()?;
+//! worker.run(async { tokio::signal::ctrl_c().await.ok(); }).await
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dotjob_shared::Redis;
+use dotjob_shared::model::job::validate_group;
+
+mod cache;
+pub mod config;
+pub mod handler;
+mod registry;
+mod runner;
+pub mod stock;
+pub mod telemetry;
+
+pub use handler::{Handler, HandlerError, HandlerResult, RunContext};
+pub use runner::Settings;
+
+/// A configured worker, ready to run.
+pub struct Worker {
+    engine: Arc<runner::Engine>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.engine.id)
+            .field("group", &self.engine.group)
+            .finish()
+    }
+}
+
+/// Builds a [`Worker`].
+pub struct WorkerBuilder {
+    redis: Redis,
+    group: String,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("group", &self.group)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// Starts building a worker of `group`.
+    pub fn builder(redis: Redis, group: impl Into<String>) -> WorkerBuilder {
+        WorkerBuilder {
+            redis,
+            group: group.into(),
+            handlers: HashMap::new(),
+            settings: Settings::default(),
+        }
+    }
+
+    /// This executor's id (its consumer name): host, pid and a random suffix.
+    pub fn id(&self) -> &str {
+        &self.engine.id
+    }
+
+    /// Runs until `shutdown` resolves; then stops claiming, lets in-flight runs finish within
+    /// the grace period, hands back what did not, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        self.engine.run(shutdown).await
+    }
+}
+
+impl WorkerBuilder {
+    /// Registers a handler under `name` (the job's `handler` field).
+    pub fn handler(mut self, name: impl Into<String>, handler: impl Handler) -> Self {
+        self.handlers.insert(name.into(), Arc::new(handler));
+        self
+    }
+
+    /// Registers an already shared handler.
+    pub fn handler_arc(mut self, name: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
+        self.handlers.insert(name.into(), handler);
+        self
+    }
+
+    /// Runs executed at once (default 16).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n;
+        self
+    }
+
+    /// How long after this worker dies its runs are reclaimed (default 10 s).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease;
+        self
+    }
+
+    /// How long shutdown waits for in-flight runs (default 30 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.settings.grace = grace;
+        self
+    }
+
+    /// All settings at once.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Checks the configuration and builds the worker.
+    pub fn build(self) -> anyhow::Result<Worker> {
+        validate_group(&self.group).map_err(|e| anyhow::anyhow!("worker {e}"))?;
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.settings.concurrency),
+            "concurrency must be between 1 and 10000"
+        );
+        anyhow::ensure!(
+            self.settings.lease >= Duration::from_millis(300),
+            "lease must be at least 300 ms"
+        );
+        anyhow::ensure!(!self.handlers.is_empty(), "register at least one handler");
+        Ok(Worker {
+            engine: runner::Engine::new(
+                self.redis,
+                self.group,
+                registry::executor_id(),
+                self.handlers,
+                self.settings,
+            ),
+        })
+    }
+}
