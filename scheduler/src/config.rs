@@ -32,6 +32,9 @@ pub struct Cli {
     /// `auto` or `never`.
     #[arg(long, env = "DOTJOB_START_REDIS", default_value = "auto", value_parser = ["auto", "never"])]
     pub start_redis: String,
+    /// Port the all-in-one start checks for a local Redis, and starts its private one on.
+    #[arg(long, env = "DOTJOB_LOCAL_REDIS_PORT", default_value_t = 6379)]
+    pub local_redis_port: u16,
     /// Folder of the private redis-server's data.
     #[arg(long, env = "DOTJOB_DATA_DIR", default_value = ".dotjob")]
     pub data_dir: PathBuf,

@@ -8,7 +8,6 @@ use dotjob_scheduler::config::Cli;
 use dotjob_scheduler::local_redis::{self, LocalRedis};
 use dotjob_scheduler::{EngineSettings, Options};
 use dotjob_shared::Redis;
-use dotjob_shared::config::DEFAULT_REDIS_URL;
 use dotjob_worker::telemetry;
 
 #[tokio::main]
@@ -20,14 +19,17 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut local = None;
-    if cli.redis.redis_url.is_none()
-        && cli.start_redis == "auto"
-        && !local_redis::answers(DEFAULT_REDIS_URL).await
-    {
-        match LocalRedis::start(6379, &cli.data_dir).await {
+    let port = cli.local_redis_port;
+    let local_url = format!("redis://127.0.0.1:{port}");
+    let explicit = cli.redis.redis_url.is_some();
+    if !explicit {
+        cli.redis.redis_url = Some(local_url.clone());
+    }
+    if !explicit && cli.start_redis == "auto" && !local_redis::answers(&local_url).await {
+        match LocalRedis::start(port, &cli.data_dir).await {
             Ok(r) => {
                 eprintln!(
-                    "dotjob-scheduler: nothing answered on 127.0.0.1:6379, so a private redis-server \
+                    "dotjob-scheduler: nothing answered on 127.0.0.1:{port}, so a private redis-server \
                      was started there (AOF on, data in {}); it stops when dotjob stops.",
                     cli.data_dir.display()
                 );

@@ -54,6 +54,19 @@ impl Error {
 
     /// True when the failure is about reaching Redis rather than about the request.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::Pool(_))
+        match self {
+            Self::Pool(_) => true,
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || matches!(
+                        e.code(),
+                        Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN")
+                    )
+            }
+            _ => false,
+        }
     }
 }

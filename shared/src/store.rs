@@ -460,7 +460,11 @@ impl Store {
             for (m, _) in &rows {
                 pipe.hgetall(keys.run(&group, m));
             }
-            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut c).await?;
+            let hashes: Vec<HashMap<String, String>> = if rows.is_empty() {
+                vec![]
+            } else {
+                pipe.query_async(&mut c).await?
+            };
             for ((m, s), f) in rows.iter().zip(hashes) {
                 last = Some((*s, m.clone()));
                 if f.is_empty() {

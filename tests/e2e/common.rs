@@ -1,0 +1,117 @@
+//! Handlers and workers the tests run in process.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use dotjob_tests::redis_handle;
+use dotjob_worker::{HandlerError, RunContext, Worker};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+/// Observations of the test handlers.
+#[derive(Default)]
+pub struct Probe {
+    /// Set when a `sleep` handler's future was dropped before it finished.
+    pub sleep_dropped: AtomicBool,
+    /// Calls of the `flaky` handler.
+    pub flaky_calls: AtomicU32,
+}
+
+struct DropFlag(Arc<Probe>, bool);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.sleep_dropped.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A running in-process worker; stops (gracefully) when dropped or on `stop()`.
+pub struct TestWorker {
+    pub probe: Arc<Probe>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestWorker {
+    /// A worker of `group` with handlers `noop`, `sleep` (params.ms), `panic`, `fail`,
+    /// `flaky` (fails params.failures times, then succeeds) and `echo` (returns its params).
+    pub fn start(url: &str, prefix: &str, group: &str) -> Self {
+        let probe = Arc::new(Probe::default());
+        let p1 = probe.clone();
+        let p2 = probe.clone();
+        let worker = Worker::builder(redis_handle(url, prefix), group)
+            .handler("noop", |_ctx: RunContext| async {
+                Ok::<_, HandlerError>(json!({"ok": true}))
+            })
+            .handler("echo", |ctx: RunContext| async move {
+                Ok::<_, HandlerError>(ctx.params().clone())
+            })
+            .handler("sleep", move |ctx: RunContext| {
+                let probe = p1.clone();
+                async move {
+                    let ms: u64 = ctx.param("ms")?;
+                    let mut flag = DropFlag(probe, false);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    flag.1 = true;
+                    Ok::<_, HandlerError>(json!({"slept_ms": ms}))
+                }
+            })
+            .handler("panic", |_ctx: RunContext| async {
+                if true {
+                    panic!("boom in handler");
+                }
+                Ok::<(), HandlerError>(())
+            })
+            .handler("fail", |_ctx: RunContext| async {
+                Err::<(), _>(HandlerError::retry("always fails"))
+            })
+            .handler("flaky", move |ctx: RunContext| {
+                let probe = p2.clone();
+                async move {
+                    let failures: u32 = ctx.param("failures")?;
+                    probe.flaky_calls.fetch_add(1, Ordering::SeqCst);
+                    if ctx.attempt() <= failures {
+                        return Err(HandlerError::retry(format!(
+                            "failing attempt {}",
+                            ctx.attempt()
+                        )));
+                    }
+                    Ok(json!({"attempt": ctx.attempt()}))
+                }
+            })
+            .lease(Duration::from_secs(2))
+            .grace(Duration::from_secs(5))
+            .build()
+            .expect("worker");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(worker.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            probe,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
