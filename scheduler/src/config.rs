@@ -28,6 +28,12 @@ pub struct Cli {
     /// Oldest run kept (e.g. `7d`, `12h`).
     #[arg(long, env = "DOTJOB_RUNS_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
     pub runs_max_age: Duration,
+    /// How often housekeeping runs (run retention, stream trimming, executor reaping).
+    #[arg(long, env = "DOTJOB_HOUSEKEEPING_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub housekeeping_interval: Duration,
+    /// An executor whose heartbeat stopped this long ago is forgotten.
+    #[arg(long, env = "DOTJOB_EXECUTOR_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub executor_timeout: Duration,
     /// Start a private redis-server when REDIS_URL is unset and nothing answers locally:
     /// `auto` or `never`.
     #[arg(long, env = "DOTJOB_START_REDIS", default_value = "auto", value_parser = ["auto", "never"])]

@@ -51,6 +51,10 @@ pub struct EngineSettings {
     pub runs_keep: u64,
     /// Oldest run kept.
     pub runs_max_age: Duration,
+    /// How often housekeeping (retention, stream trimming, executor reaping) runs.
+    pub housekeeping: Duration,
+    /// An executor without a heartbeat for this long is forgotten.
+    pub executor_timeout: Duration,
 }
 
 impl Default for EngineSettings {
@@ -59,6 +63,8 @@ impl Default for EngineSettings {
             cache_size: 10_000,
             runs_keep: 1_000,
             runs_max_age: Duration::from_secs(7 * 24 * 3_600),
+            housekeeping: Duration::from_secs(10),
+            executor_timeout: Duration::from_secs(30),
         }
     }
 }

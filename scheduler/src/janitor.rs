@@ -1,8 +1,12 @@
-//! Housekeeping per group, by the replica holding the group's lease: run retention (count per
-//! job and age), never touching a run that is queued, running or waiting for a retry.
+//! Housekeeping per group, by the replica holding the group's lease:
+//! - run retention (count per job and age), never touching a run that is queued, running or
+//!   waiting for a retry;
+//! - stream trimming below the oldest entry still pending or undelivered (invariant 7), so
+//!   the stream stays bounded under steady load;
+//! - forgetting executors whose heartbeat stopped, and deleting their consumers once live
+//!   workers have claimed their pending entries.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use dotjob_shared::{Redis, scripts};
 use redis::AsyncCommands;
@@ -12,8 +16,6 @@ use tracing::{debug, info};
 use crate::engine::EngineSettings;
 use crate::lease::Leases;
 
-/// How often housekeeping runs.
-const EVERY: Duration = Duration::from_secs(30);
 /// Jobs examined per retention script call.
 const JOBS_PER_CALL: usize = 200;
 
@@ -26,7 +28,7 @@ pub async fn run(
 ) {
     loop {
         tokio::select! {
-            () = tokio::time::sleep(EVERY) => {}
+            () = tokio::time::sleep(settings.housekeeping) => {}
             () = stop.cancelled() => return,
         }
         if let Err(e) = pass(&redis, &leases, &settings).await {
@@ -46,6 +48,24 @@ pub async fn pass(
     let mut deleted_total = 0;
     for group in groups.iter().filter(|g| leases.is_holder(g)) {
         let prefix = redis.keys().group_prefix(group);
+        let (trimmed, kept_from): (u64, String) = scripts::TRIM_STREAM
+            .key(&prefix)
+            .invoke_async(&mut c)
+            .await?;
+        if trimmed > 0 {
+            debug!(group, trimmed, kept_from, "trimmed the stream");
+        }
+        let (forgotten, consumers): (u64, u64) = scripts::REAP
+            .key(&prefix)
+            .arg(settings.executor_timeout.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        if forgotten + consumers > 0 {
+            info!(
+                group,
+                forgotten, consumers, "removed executors whose heartbeat stopped"
+            );
+        }
         let mut cursor = String::new();
         loop {
             let (next, deleted): (String, u64) = scripts::TRIM_RUNS

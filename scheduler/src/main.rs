@@ -66,6 +66,8 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
         engine: EngineSettings {
             runs_keep: cli.runs_keep,
             runs_max_age: cli.runs_max_age,
+            housekeeping: cli.housekeeping_interval,
+            executor_timeout: cli.executor_timeout,
             ..EngineSettings::default()
         },
         embedded_worker: cli.embedded_group().map(|g| {

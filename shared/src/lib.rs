@@ -7,6 +7,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod events;
+pub mod groups;
 pub mod keys;
 pub mod model;
 pub mod schedule;

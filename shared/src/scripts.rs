@@ -20,6 +20,25 @@ macro_rules! script {
     };
 }
 
+/// Every script, by file name (a test loads each into Redis to catch syntax errors).
+pub fn all() -> Vec<(&'static str, &'static Script)> {
+    vec![
+        ("due.lua", &DUE),
+        ("fire.lua", &FIRE),
+        ("save_job.lua", &SAVE_JOB),
+        ("delete_job.lua", &DELETE_JOB),
+        ("trigger.lua", &TRIGGER),
+        ("start.lua", &START),
+        ("complete.lua", &COMPLETE),
+        ("trim_runs.lua", &TRIM_RUNS),
+        ("claim.lua", &CLAIM),
+        ("touch.lua", &TOUCH),
+        ("handback.lua", &HANDBACK),
+        ("trim_stream.lua", &TRIM_STREAM),
+        ("reap.lua", &REAP),
+    ]
+}
+
 script!(DUE, "due.lua");
 script!(FIRE, "fire.lua");
 script!(SAVE_JOB, "save_job.lua");
@@ -31,3 +50,5 @@ script!(TRIM_RUNS, "trim_runs.lua");
 script!(CLAIM, "claim.lua");
 script!(TOUCH, "touch.lua");
 script!(HANDBACK, "handback.lua");
+script!(TRIM_STREAM, "trim_stream.lua");
+script!(REAP, "reap.lua");

@@ -3,5 +3,7 @@
 //! own `redis-server`.
 
 mod common;
+mod faults;
+mod reliability;
 mod spine;
 mod validation;

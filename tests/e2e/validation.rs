@@ -201,3 +201,21 @@ async fn schedule_preview_shows_next_fires_in_the_zone() {
     );
     sched.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_lua_script_compiles_in_redis() {
+    let mut c = raw_conn(&shared_redis()).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src/lua");
+    let on_disk = std::fs::read_dir(&dir).unwrap().count() - 1; // now.lua is a prelude
+    let all = dotjob_shared::scripts::all();
+    assert_eq!(
+        all.len(),
+        on_disk,
+        "a script in {} is not listed in scripts::all()",
+        dir.display()
+    );
+    for (name, script) in all {
+        let loaded: redis::RedisResult<String> = script.prepare_invoke().load_async(&mut c).await;
+        assert!(loaded.is_ok(), "{name} does not compile: {loaded:?}");
+    }
+}

@@ -192,7 +192,13 @@ impl RedisServer {
 
     /// Starts it again on the same port and data folder (AOF replays if on).
     pub fn restart(&mut self) {
+        self.restart_after(Duration::ZERO);
+    }
+
+    /// Kills it, keeps it down for `down`, then starts it again.
+    pub fn restart_after(&mut self, down: Duration) {
         self.kill();
+        std::thread::sleep(down);
         self.spawn();
     }
 }
@@ -328,6 +334,25 @@ impl Proc {
         }
     }
 
+    /// CPU time (user + system) it used so far, from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start after the last ')':
+        // state is the 1st there, utime the 12th and stime the 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        Duration::from_millis((num(11) + num(12)) * 10)
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// What it wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -384,6 +409,22 @@ impl InProcess {
 
     /// Starts one with an embedded stock worker of `group`.
     pub async fn start_with(redis_url: &str, prefix: &str, embedded: Option<&str>) -> Self {
+        Self::start_full(
+            redis_url,
+            prefix,
+            embedded,
+            dotjob_scheduler::EngineSettings::default(),
+        )
+        .await
+    }
+
+    /// Starts one with scheduling settings of the test's choice.
+    pub async fn start_full(
+        redis_url: &str,
+        prefix: &str,
+        embedded: Option<&str>,
+        engine: dotjob_scheduler::EngineSettings,
+    ) -> Self {
         init_tracing();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -391,7 +432,7 @@ impl InProcess {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let opts = dotjob_scheduler::Options {
             redis: redis_handle(redis_url, prefix),
-            engine: dotjob_scheduler::EngineSettings::default(),
+            engine,
             embedded_worker: embedded.map(|g| {
                 (
                     g.to_owned(),

@@ -157,6 +157,7 @@ pub struct RunContext {
     pub(crate) scheduled_at_ms: i64,
     pub(crate) params: Arc<Value>,
     pub(crate) shard: Option<(u32, u32, Value)>,
+    pub(crate) executor: Arc<str>,
     pub(crate) cancel: CancellationToken,
     pub(crate) log: Arc<Mutex<LogBuffer>>,
 }
@@ -174,6 +175,7 @@ impl RunContext {
             scheduled_at_ms: 0,
             params: Arc::new(params),
             shard: None,
+            executor: "test-executor".into(),
             cancel: CancellationToken::new(),
             log: Arc::default(),
         }
@@ -213,6 +215,11 @@ impl RunContext {
     /// The job's name.
     pub fn job_name(&self) -> &str {
         &self.job_name
+    }
+
+    /// The id of the executor running this attempt.
+    pub fn executor(&self) -> &str {
+        &self.executor
     }
 
     /// The executor group.

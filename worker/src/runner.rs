@@ -49,6 +49,9 @@ const RETRY_POLL: Duration = Duration::from_millis(200);
 const LOG_FLUSH: Duration = Duration::from_millis(500);
 /// Largest result stored on a run.
 const RESULT_MAX_BYTES: usize = 64 * 1024;
+/// Started attempts interrupted by their executor's death after which a run is given up
+/// (a crash is not the handler's failure, but a run that kills every executor must stop).
+const POISON_AFTER: u32 = 5;
 
 /// Tunables of one worker.
 #[derive(Clone, Debug)]
@@ -307,20 +310,17 @@ impl Engine {
         self.disabled.load(Ordering::Relaxed)
     }
 
-    /// Waits for at least one free slot, then takes up to `max` without waiting.
-    async fn permits(&self, max: usize) -> Option<Vec<OwnedSemaphorePermit>> {
-        let first = tokio::select! {
-            p = self.sem.clone().acquire_owned() => p.ok()?,
-            () = self.stop.cancelled() => return None,
-        };
-        let mut v = vec![first];
-        while v.len() < max {
-            match self.sem.clone().try_acquire_owned() {
-                Ok(p) => v.push(p),
-                Err(_) => break,
+    /// Waits until at least one execution slot is free; returns how many are (at most
+    /// `max`). Slots are not reserved: a blocking read must not hold capacity the claimer
+    /// needs, so entries take their slots when they arrive.
+    async fn capacity(&self, max: usize) -> Option<usize> {
+        if self.sem.available_permits() == 0 {
+            tokio::select! {
+                p = self.sem.acquire() => drop(p.ok()?),
+                () = self.stop.cancelled() => return None,
             }
         }
-        Some(v)
+        Some(self.sem.available_permits().clamp(1, max))
     }
 
     async fn read_loop(self: Arc<Self>) {
@@ -333,7 +333,7 @@ impl Engine {
                     () = self.stop.cancelled() => break,
                 }
             }
-            let Some(mut permits) = self.permits(BATCH).await else {
+            let Some(count) = self.capacity(BATCH).await else {
                 break;
             };
             let c = match &mut conn {
@@ -353,7 +353,7 @@ impl Engine {
                     .arg(CONSUMER_GROUP)
                     .arg(&self.id)
                     .arg("COUNT")
-                    .arg(permits.len())
+                    .arg(count)
                     .arg("BLOCK")
                     .arg(BLOCK.as_millis() as u64)
                     .arg("STREAMS")
@@ -387,9 +387,7 @@ impl Engine {
                             }
                         }
                     }
-                    let rest = permits.split_off(batch.len().min(permits.len()));
-                    drop(rest);
-                    self.clone().dispatch(batch, permits).await;
+                    self.clone().dispatch_with_wait(batch).await;
                 }
                 Err(e) if e.code() == Some("NOGROUP") => {
                     self.ensure_group().await;
@@ -458,12 +456,7 @@ impl Engine {
                         cursor = next;
                     }
                     if !batch.is_empty() {
-                        let Some(permits) = self.permits(batch.len()).await else {
-                            break;
-                        };
-                        // Claimed entries are ours now: run what we have slots for, and
-                        // wait for slots for the rest rather than dropping them.
-                        self.clone().dispatch_with_wait(batch, permits).await;
+                        self.clone().dispatch_with_wait(batch).await;
                     }
                 }
                 Err(e) => {
@@ -509,26 +502,24 @@ impl Engine {
         Ok((next, out))
     }
 
-    async fn dispatch_with_wait(
-        self: Arc<Self>,
-        mut batch: Vec<Delivery>,
-        mut permits: Vec<OwnedSemaphorePermit>,
-    ) {
-        // Hold the entries (heartbeats keep them) while waiting for capacity.
+    /// Runs a batch of entries this consumer now owns: as many at once as there are free
+    /// slots, waiting for slots for the rest (held and heartbeated meanwhile, never dropped).
+    async fn dispatch_with_wait(self: Arc<Self>, mut batch: Vec<Delivery>) {
         self.hold(&batch);
         while !batch.is_empty() {
-            let now: Vec<Delivery> = batch.drain(..permits.len().min(batch.len())).collect();
-            let n = now.len();
-            self.clone()
-                .dispatch(now, permits.drain(..n).collect())
-                .await;
-            if batch.is_empty() {
-                break;
-            }
+            let mut permits = Vec::new();
             match self.sem.clone().acquire_owned().await {
                 Ok(p) => permits.push(p),
-                Err(_) => break,
+                Err(_) => return,
             }
+            while permits.len() < batch.len() {
+                match self.sem.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let now: Vec<Delivery> = batch.drain(..permits.len()).collect();
+            self.clone().dispatch(now, permits).await;
         }
     }
 
@@ -568,6 +559,21 @@ impl Engine {
         };
         let mut permits = permits.into_iter();
         for ((d, job), verdict) in ready.into_iter().zip(verdicts) {
+            if verdict == "poison" {
+                warn!(run = %d.run, attempt = d.attempt, "its executors died during {POISON_AFTER} attempts; giving up on the run");
+                self.send(Done {
+                    outcome: "failed",
+                    attempt: d.attempt,
+                    max_attempts: job.max_attempts,
+                    retry_delay_ms: None,
+                    code: code::FAILED,
+                    error: format!(
+                        "its executors stopped during {POISON_AFTER} attempts; not running it again"
+                    ),
+                    ..Done::skip(d.entry, d.run, d.job)
+                });
+                continue;
+            }
             if verdict != "ok" {
                 debug!(run = %d.run, status = %verdict, "run not startable; acknowledging");
                 self.send(Done::skip(d.entry, d.run, d.job));
@@ -616,7 +622,7 @@ impl Engine {
             return Ok(vec![]);
         }
         let mut inv = scripts::START.prepare_invoke();
-        inv.key(&self.prefix).arg(&self.id);
+        inv.key(&self.prefix).arg(&self.id).arg(POISON_AFTER);
         for (d, _) in ready {
             inv.arg(&d.run).arg(d.attempt);
         }
@@ -658,6 +664,7 @@ impl Engine {
             scheduled_at_ms: d.at,
             params: Arc::new(d.params.clone().unwrap_or_else(|| job.params.clone())),
             shard: d.shard.clone(),
+            executor: self.id.as_str().into(),
             cancel: ctx_cancel.clone(),
             log: log.clone(),
         };

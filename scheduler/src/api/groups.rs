@@ -1,62 +1,80 @@
-//! `/groups`: the executor groups and what they hold.
+//! `/groups`: executor groups, their executors and their dead letters.
 
 use axum::Json;
-use axum::extract::State;
-use dotjob_shared::keys::CONSUMER_GROUP;
-use redis::AsyncCommands;
-use serde::Serialize;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use dotjob_shared::groups::{DeadLetter, ExecutorView, GroupInfo};
+use dotjob_shared::store::Page;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
-
-/// One group.
-#[derive(Debug, Serialize)]
-pub struct GroupInfo {
-    name: String,
-    jobs: u64,
-    /// Entries in the stream (queued + pending + not yet trimmed).
-    stream_length: u64,
-    /// Entries delivered and not acknowledged.
-    pending: u64,
-    /// Entries never delivered.
-    lag: Option<u64>,
-    executors: u64,
-    dead_letters: u64,
-}
+use super::extract::ApiQuery;
 
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiError> {
-    let redis = s.store.redis();
-    let keys = redis.keys();
-    let mut c = redis.conn().await.map_err(ApiError::from)?;
-    let mut groups: Vec<String> = c
-        .smembers(keys.groups())
-        .await
-        .map_err(|e| ApiError::from(dotjob_shared::Error::from(e)))?;
-    groups.sort();
-    let mut out = Vec::with_capacity(groups.len());
-    for g in groups {
-        let (jobs, len, executors, dead): (u64, u64, u64, u64) = redis::pipe()
-            .zcard(keys.group_jobs(&g))
-            .xlen(keys.stream(&g))
-            .hlen(keys.executors(&g))
-            .xlen(keys.dead(&g))
-            .query_async(&mut c)
-            .await
-            .map_err(|e| ApiError::from(dotjob_shared::Error::from(e)))?;
-        let info: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
-            c.xinfo_groups(keys.stream(&g)).await;
-        let group = info
-            .ok()
-            .and_then(|i| i.groups.into_iter().find(|x| x.name == CONSUMER_GROUP));
-        out.push(GroupInfo {
-            name: g,
-            jobs,
-            stream_length: len,
-            pending: group.as_ref().map_or(0, |x| x.pending as u64),
-            lag: group.and_then(|x| x.lag.map(|l| l as u64)),
-            executors,
-            dead_letters: dead,
-        });
-    }
-    Ok(Json(out))
+    Ok(Json(s.store.list_groups().await?))
+}
+
+pub async fn executors(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> Result<Json<Vec<ExecutorView>>, ApiError> {
+    Ok(Json(s.store.list_executors(&group).await?))
+}
+
+pub async fn disable(
+    State(s): State<AppState>,
+    Path((group, executor)): Path<(String, String)>,
+) -> Result<Json<ExecutorView>, ApiError> {
+    Ok(Json(
+        s.store
+            .set_executor_disabled(&group, &executor, true)
+            .await?,
+    ))
+}
+
+pub async fn enable(
+    State(s): State<AppState>,
+    Path((group, executor)): Path<(String, String)>,
+) -> Result<Json<ExecutorView>, ApiError> {
+    Ok(Json(
+        s.store
+            .set_executor_disabled(&group, &executor, false)
+            .await?,
+    ))
+}
+
+/// Query of `GET /groups/{group}/dead`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn dead(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    ApiQuery(q): ApiQuery<DeadQuery>,
+) -> Result<Json<Page<DeadLetter>>, ApiError> {
+    let limit = super::jobs::page_limit(q.limit)?;
+    Ok(Json(
+        s.store
+            .list_dead(&group, q.cursor.as_deref(), limit)
+            .await?,
+    ))
+}
+
+/// Answer of a requeue.
+#[derive(Debug, Serialize)]
+pub struct Requeued {
+    run_id: String,
+}
+
+pub async fn requeue(
+    State(s): State<AppState>,
+    Path((group, entry)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Requeued>), ApiError> {
+    let run_id = s.store.requeue_dead(&group, &entry).await?;
+    Ok((StatusCode::ACCEPTED, Json(Requeued { run_id })))
 }

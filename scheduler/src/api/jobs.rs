@@ -26,6 +26,18 @@ pub struct ListQuery {
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 50;
 
+/// Checks a `limit` query parameter.
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > dotjob_shared::store::PAGE_MAX {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {}", dotjob_shared::store::PAGE_MAX),
+        ));
+    }
+    Ok(limit)
+}
+
 fn check_id(id: &str) -> Result<(), ApiError> {
     if dotjob_shared::model::job::valid_job_id(id) {
         Ok(())
@@ -51,13 +63,7 @@ pub async fn list(
     if let Some(g) = &q.group {
         dotjob_shared::model::job::validate_group(g)?;
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > dotjob_shared::store::PAGE_MAX {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {}", dotjob_shared::store::PAGE_MAX),
-        ));
-    }
+    let limit = page_limit(q.limit)?;
     let filter = JobFilter {
         group: q.group,
         name: q.name,

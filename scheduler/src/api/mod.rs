@@ -66,6 +66,20 @@ pub fn api_routes() -> Router<AppState> {
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/logs", get(runs::logs))
         .route("/groups", get(groups::list))
+        .route("/groups/{group}/executors", get(groups::executors))
+        .route(
+            "/groups/{group}/executors/{executor}/disable",
+            post(groups::disable),
+        )
+        .route(
+            "/groups/{group}/executors/{executor}/enable",
+            post(groups::enable),
+        )
+        .route("/groups/{group}/dead", get(groups::dead))
+        .route(
+            "/groups/{group}/dead/{entry}/requeue",
+            post(groups::requeue),
+        )
         .route("/schedule/preview", post(schedule::preview))
 }
 

@@ -26,13 +26,7 @@ pub async fn list(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Run>>, ApiError> {
-    let limit = q.limit.unwrap_or(super::jobs::DEFAULT_LIMIT);
-    if limit == 0 || limit > dotjob_shared::store::PAGE_MAX {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {}", dotjob_shared::store::PAGE_MAX),
-        ));
-    }
+    let limit = super::jobs::page_limit(q.limit)?;
     let filter = RunFilter {
         status: q.status,
         from_ms: instant_param("from", q.from.as_deref())?,

@@ -13,6 +13,18 @@ local worker = ARGV[1]
 local stream = P .. 'stream'
 local now = now_ms()
 local out = {}
+
+-- Attempt history (field `history`, a JSON array): kept only for runs that failed or took
+-- more than one attempt, so a first-time success costs nothing extra.
+local function add_history(rk, attempt, status, code, duration, err)
+  local f = redis.call('HMGET', rk, 'history', 'started_at')
+  local list = f[1] and cjson.decode(f[1]) or {}
+  list[#list + 1] = {attempt = attempt, status = status, started_at = tonumber(f[2]),
+    finished_at = now, duration_ms = tonumber(duration), worker = worker,
+    code = tonumber(code), error = err}
+  while #list > 25 do table.remove(list, 1) end
+  redis.call('HSET', rk, 'history', cjson.encode(list))
+end
 for i = 2, #ARGV, 11 do
   local entry, run, job, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local attempt, max_attempts = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
@@ -26,6 +38,7 @@ for i = 2, #ARGV, 11 do
       out[#out + 1] = 'stale'
     else
       local due = now + tonumber(delay)
+      add_history(rk, attempt, outcome, code, duration, err)
       redis.call('HSET', rk, 'status', outcome, 'attempt', attempt, 'code', code,
         'duration_ms', duration, 'finished_at', now, 'worker', worker, 'error', err,
         'retry_at', due)
@@ -47,8 +60,11 @@ for i = 2, #ARGV, 11 do
       if failure and max_attempts > 1 then
         status = 'dead'
         verdict = 'dead'
-        redis.call('XADD', P .. 'dead', '*', 'run', run, 'job', job, 'entry', entry,
-          'attempts', attempt, 'error', err, 'failed_at', now)
+        redis.call('XADD', P .. 'dead', 'MAXLEN', '~', 100000, '*', 'run', run, 'job', job,
+          'entry', entry, 'attempts', attempt, 'error', err, 'failed_at', now)
+      end
+      if status ~= 'succeeded' or attempt > 1 or redis.call('HEXISTS', rk, 'history') == 1 then
+        add_history(rk, attempt, status, code, duration, err)
       end
       redis.call('HSET', rk, 'status', status, 'attempt', attempt, 'code', code,
         'duration_ms', duration, 'finished_at', now, 'worker', worker)

@@ -10,7 +10,12 @@ for i = 3, #ARGV, 2 do
     redis.call('XCLAIM', stream, 'workers', ARGV[1], 0, ARGV[i], 'IDLE', ARGV[2], 'JUSTID')
     local rk = P .. 'run:' .. ARGV[i + 1]
     if redis.call('HGET', rk, 'status') == 'running' then
-      redis.call('HSET', rk, 'status', 'queued', 'error', 'handed back by ' .. ARGV[1] .. ' at shutdown')
+      local f = redis.call('HMGET', rk, 'history', 'attempt', 'started_at')
+      local list = f[1] and cjson.decode(f[1]) or {}
+      list[#list + 1] = {attempt = tonumber(f[2]), status = 'handed_back', worker = ARGV[1],
+        started_at = tonumber(f[3]), error = 'its executor shut down before it finished'}
+      redis.call('HSET', rk, 'status', 'queued', 'history', cjson.encode(list),
+        'error', 'handed back by ' .. ARGV[1] .. ' at shutdown')
     end
   end
 end

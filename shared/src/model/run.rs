@@ -143,6 +143,10 @@ pub struct Run {
     /// Run whose success fired this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_run: Option<String>,
+    /// Earlier attempts, oldest first, for runs that failed or were retried or reclaimed
+    /// (`attempt`, `status`, `started_at`, `finished_at`, `duration_ms`, `worker`, `code`,
+    /// `error`). Empty for a run that succeeded at its first attempt.
+    pub attempts: Vec<Value>,
 }
 
 impl Run {
@@ -181,8 +185,26 @@ impl Run {
             shards: opt_num("shards").map(|v| v as u32),
             shard_param: opt_json("shard_param"),
             parent_run: opt("parent_run").cloned(),
+            attempts: opt("history")
+                .and_then(|h| serde_json::from_str::<Vec<Value>>(h).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(instants_as_rfc3339)
+                .collect(),
         })
     }
+}
+
+/// Attempt history stores instants in ms; the API shows RFC 3339 like everywhere else.
+fn instants_as_rfc3339(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["started_at", "finished_at"] {
+            if let Some(ms) = o.get(k).and_then(Value::as_f64) {
+                o.insert(k.to_owned(), Value::String(crate::time::rfc3339(ms as i64)));
+            }
+        }
+    }
+    v
 }
 
 /// The job id part of a run id.

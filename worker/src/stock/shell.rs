@@ -2,7 +2,9 @@
 //!
 //! Params: `command` (argv array, required), `env` (object of strings), `cwd`. The program
 //! (`command[0]`, compared exactly) must be listed in `DOTJOB_SHELL_ALLOW`; no shell is
-//! involved, so there is no quoting or expansion. stdout and stderr lines go to the run's
+//! involved, so there is no quoting or expansion. The program sees `DOTJOB_RUN_ID`,
+//! `DOTJOB_JOB_ID`, `DOTJOB_GROUP`, `DOTJOB_ATTEMPT` and `DOTJOB_EXECUTOR` in its
+//! environment. stdout and stderr lines go to the run's
 //! log (bounded like every run log). Exit status 0 succeeds; the child is killed when the run
 //! times out or is cancelled.
 
@@ -69,6 +71,11 @@ async fn call(allow: Arc<HashSet<String>>, ctx: RunContext) -> HandlerResult {
     let mut cmd = Command::new(program);
     cmd.args(&p.command[1..])
         .envs(&p.env)
+        .env("DOTJOB_RUN_ID", ctx.run_id())
+        .env("DOTJOB_JOB_ID", ctx.job_id())
+        .env("DOTJOB_GROUP", ctx.group())
+        .env("DOTJOB_ATTEMPT", ctx.attempt().to_string())
+        .env("DOTJOB_EXECUTOR", ctx.executor())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
