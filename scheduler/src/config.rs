@@ -34,6 +34,10 @@ pub struct Cli {
     /// An executor whose heartbeat stopped this long ago is forgotten.
     #[arg(long, env = "DOTJOB_EXECUTOR_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub executor_timeout: Duration,
+    /// Time-to-live of this replica's group leases; a dead replica's groups move to the
+    /// others after about this long.
+    #[arg(long, env = "DOTJOB_SCHEDULER_LEASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub scheduler_lease_ms: u64,
     /// Start a private redis-server when REDIS_URL is unset and nothing answers locally:
     /// `auto` or `never`.
     #[arg(long, env = "DOTJOB_START_REDIS", default_value = "auto", value_parser = ["auto", "never"])]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use dotjob_shared::events::Event;
-use dotjob_shared::model::job::JobSpec;
+use dotjob_shared::model::job::{ConcurrencyPolicy, JobSpec};
 use dotjob_shared::schedule::Schedule;
 use dotjob_shared::{Redis, Store, scripts};
 use futures::StreamExt;
@@ -55,6 +55,8 @@ pub struct EngineSettings {
     pub housekeeping: Duration,
     /// An executor without a heartbeat for this long is forgotten.
     pub executor_timeout: Duration,
+    /// Time-to-live of group leases: a dead replica's groups move after about this long.
+    pub lease: Duration,
 }
 
 impl Default for EngineSettings {
@@ -65,6 +67,7 @@ impl Default for EngineSettings {
             runs_max_age: Duration::from_secs(7 * 24 * 3_600),
             housekeeping: Duration::from_secs(10),
             executor_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(5),
         }
     }
 }
@@ -116,8 +119,13 @@ impl Engine {
         }
     }
 
-    /// Runs group discovery, the event listener and one loop per group until `shutdown`.
+    /// Runs the leases, group discovery, the event listener and one loop per group until
+    /// `shutdown`; then releases the leases it holds.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let leases = tokio::spawn({
+            let me = self.clone();
+            async move { me.leases.run(me.stop.clone()).await }
+        });
         let tasks = [
             tokio::spawn(self.clone().discover_loop()),
             tokio::spawn(self.clone().listen_loop()),
@@ -133,6 +141,7 @@ impl Engine {
         for t in tasks {
             t.abort();
         }
+        let _ = leases.await;
     }
 
     fn ensure_group(self: &Arc<Self>, group: &str) {
@@ -286,10 +295,18 @@ impl Engine {
                 let [id, score, version] = row else { continue };
                 let score = score.parse::<f64>().unwrap_or_default() as i64;
                 let version: u64 = version.parse().unwrap_or(0);
+                let mut options = "a0".to_owned();
                 let (fire, skip, next) = match self.job(group, id, version).await {
                     Ok(Some(job)) => match &job.schedule {
                         Some((sched, tz)) if job.spec.enabled => {
                             let p = plan(&job.spec, sched, *tz, score, now);
+                            let policy = match job.spec.concurrency {
+                                ConcurrencyPolicy::Allow => 'a',
+                                ConcurrencyPolicy::Forbid => 'f',
+                                ConcurrencyPolicy::Replace => 'r',
+                            };
+                            let exhausted = if p.next.is_none() { '1' } else { '0' };
+                            options = format!("{policy}{exhausted}");
                             (p.fire, p.skip, p.next)
                         }
                         _ => (vec![], None, None),
@@ -305,6 +322,7 @@ impl Engine {
                 args.push(score.to_string());
                 args.push(next.map(|n| n.to_string()).unwrap_or_default());
                 args.push(version.to_string());
+                args.push(options);
                 args.push((fire.len() + usize::from(skip.is_some())).to_string());
                 ticks_in_call += fire.len() + 1;
                 args.extend(fire.iter().map(i64::to_string));
@@ -343,6 +361,7 @@ impl Engine {
             .key(prefix)
             .arg(group)
             .arg(fence)
+            .arg(self.redis.keys().events())
             .arg(args)
             .invoke_async(c)
             .await?;

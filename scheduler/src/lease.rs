@@ -1,37 +1,345 @@
-//! Which groups this scheduler replica schedules, and the fencing token its firing script
-//! presents. Every replica schedules every group; the firing script's expected-score check
-//! keeps each tick enqueued once.
+//! Per-group scheduling leases with fencing: which replica schedules which group.
+//!
+//! Replicas beat into `<prefix>:schedulers` (a sorted set scored by the Redis clock). Each
+//! group belongs to one live replica by rendezvous hashing (the replica with the highest
+//! hash of group + replica id), so N replicas share the groups and a join or leave moves only
+//! the groups that must move. The chosen replica takes the group's lease (`lease.lua`); the
+//! lease is exclusive and carries an epoch that grows with every new holder. `fire.lua`
+//! refuses a fencing token whose epoch or expiry is not current, so a replica that lost its
+//! lease while paused or partitioned cannot fire.
+//!
+//! A replica renews its leases every `ttl / 5` and releases groups it is no longer chosen for
+//! (a new replica joined). When a holder dies, its heartbeat ages out after `ttl / 2` and the
+//! newly chosen replica wakes exactly when the dead holder's lease expires: a group moves
+//! within about one lease time.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::hash::Hasher;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// The groups this replica schedules.
-#[derive(Debug, Default)]
-pub struct Leases;
+use dotjob_shared::{Redis, scripts};
+use redis::AsyncCommands;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// What this replica knows of one group's lease.
+#[derive(Default)]
+struct GroupLease {
+    /// Epoch of the lease we hold, if any.
+    epoch: Option<u64>,
+    /// Until when our hold is certain, on the local monotonic clock (expiry minus margin).
+    valid_until: Option<Instant>,
+    /// Woken when we acquire or lose the lease.
+    notify: std::sync::Arc<Notify>,
+}
+
+/// The lease side of a scheduler replica.
+pub struct Leases {
+    redis: Option<Redis>,
+    id: String,
+    ttl: Duration,
+    groups: Mutex<HashMap<String, GroupLease>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases").field("id", &self.id).finish()
+    }
+}
+
+/// Rendezvous weight of `replica` for `group`: FNV-1a, then murmur3's finaliser so similar
+/// names spread evenly. Stable across processes and builds.
+fn weight(group: &str, replica: &str) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write(group.as_bytes());
+    h.write(&[0xff]);
+    h.write(replica.as_bytes());
+    let mut x = h.finish();
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// The replica chosen for `group` among `live`.
+pub fn chosen<'a>(group: &str, live: &'a [String]) -> Option<&'a str> {
+    live.iter()
+        .max_by_key(|r| (weight(group, r), r.as_str()))
+        .map(String::as_str)
+}
 
 impl Leases {
+    /// Leases for replica `id` with time-to-live `ttl`.
+    pub fn new(redis: Redis, id: String, ttl: Duration) -> Self {
+        Self {
+            redis: Some(redis),
+            id,
+            ttl,
+            groups: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Leases that are always held, without fencing (a single scheduler in a unit test).
+    pub fn unfenced() -> Self {
+        Self {
+            redis: None,
+            id: "local".to_owned(),
+            ttl: Duration::from_secs(3600),
+            groups: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Starts considering `group`.
-    pub fn track(&self, _group: &str) {}
+    pub fn track(&self, group: &str) {
+        let new = self
+            .groups
+            .lock()
+            .map(|mut g| {
+                let fresh = !g.contains_key(group);
+                g.entry(group.to_owned()).or_default();
+                fresh
+            })
+            .unwrap_or(false);
+        if new {
+            self.wake.notify_one();
+        }
+    }
 
     /// The fencing token to fire `group` with, or `None` when this replica must not fire it.
-    pub fn fence(&self, _group: &str) -> Option<String> {
-        Some(String::new())
+    pub fn fence(&self, group: &str) -> Option<String> {
+        if self.redis.is_none() {
+            return Some(String::new());
+        }
+        let g = self.groups.lock().ok()?;
+        let l = g.get(group)?;
+        let epoch = l.epoch?;
+        l.valid_until
+            .filter(|v| Instant::now() < *v)
+            .map(|_| format!("{}|{epoch}", self.id))
+    }
+
+    /// Whether this replica holds `group` (it then also does its housekeeping).
+    pub fn is_holder(&self, group: &str) -> bool {
+        self.fence(group).is_some()
     }
 
     /// How long a loop without the lease waits before looking again.
     pub fn held_wait(&self) -> Duration {
-        Duration::from_secs(1)
+        self.ttl / 5
     }
 
-    /// Resolves when the lease of `group` changes hands.
-    pub async fn changed(&self, _group: &str) {
-        std::future::pending::<()>().await;
+    /// Resolves when the lease of `group` is acquired or lost.
+    pub async fn changed(&self, group: &str) {
+        let n = self
+            .groups
+            .lock()
+            .ok()
+            .and_then(|g| g.get(group).map(|l| l.notify.clone()));
+        match n {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
     }
 
-    /// The firing script refused our token.
-    pub fn lost(&self, _group: &str) {}
+    /// The firing script refused our token: we no longer hold `group`.
+    pub fn lost(&self, group: &str) {
+        if let Ok(mut g) = self.groups.lock()
+            && let Some(l) = g.get_mut(group)
+        {
+            l.epoch = None;
+            l.valid_until = None;
+            l.notify.notify_one();
+        }
+        self.wake.notify_one();
+    }
 
-    /// Whether this replica does the group's housekeeping.
-    pub fn is_holder(&self, _group: &str) -> bool {
-        true
+    /// Beats, renews, acquires and releases until `stop`; then releases everything held.
+    pub async fn run(&self, stop: CancellationToken) {
+        let Some(redis) = &self.redis else {
+            return stop.cancelled().await;
+        };
+        let every = self.ttl / 5;
+        loop {
+            let next = match self.pass(redis).await {
+                Ok(next) => next,
+                Err(e) => {
+                    warn!(error = %e, "lease pass failed; retrying");
+                    self.drop_expired();
+                    every.min(Duration::from_millis(500))
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(next) => {}
+                () = self.wake.notified() => {}
+                () = stop.cancelled() => break,
+            }
+        }
+        self.release_all(redis).await;
+    }
+
+    /// Forgets holds whose certainty ran out (Redis unreachable: we cannot renew).
+    fn drop_expired(&self) {
+        if let Ok(mut g) = self.groups.lock() {
+            for l in g.values_mut() {
+                if l.valid_until.is_some_and(|v| Instant::now() >= v) && l.epoch.is_some() {
+                    l.epoch = None;
+                    l.valid_until = None;
+                    l.notify.notify_one();
+                }
+            }
+        }
+    }
+
+    /// One round: beat, read the live replicas, then renew/acquire/release each group.
+    /// Returns how long to sleep.
+    async fn pass(&self, redis: &Redis) -> dotjob_shared::Result<Duration> {
+        let keys = redis.keys();
+        let mut c = redis.conn().await?;
+        let now = dotjob_shared::conn::now_ms(&mut c).await?;
+        let alive_after = now - (self.ttl / 2).as_millis() as i64;
+        let (_, _, live): ((), (), Vec<String>) = redis::pipe()
+            .zadd(keys.schedulers(), &self.id, now)
+            .zrembyscore(
+                keys.schedulers(),
+                "-inf",
+                now - 10 * self.ttl.as_millis() as i64,
+            )
+            .zrangebyscore(keys.schedulers(), alive_after, "+inf")
+            .query_async(&mut c)
+            .await?;
+        let groups: Vec<String> = self
+            .groups
+            .lock()
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut next = self.ttl / 5;
+        let ttl_ms = self.ttl.as_millis() as u64;
+        for group in groups {
+            let mine = chosen(&group, &live) == Some(self.id.as_str());
+            let held = self.is_holder(&group);
+            let prefix = keys.group_prefix(&group);
+            if !mine && held {
+                let _: (u64, String, i64) = scripts::LEASE
+                    .key(&prefix)
+                    .arg(&self.id)
+                    .arg(ttl_ms)
+                    .arg("release")
+                    .arg(0)
+                    .invoke_async(&mut c)
+                    .await?;
+                info!(
+                    group,
+                    "released the group lease to the replica now chosen for it"
+                );
+                self.set(&group, None, None);
+                continue;
+            }
+            // Not chosen: still take a lease nobody renewed for a whole ttl (the chosen
+            // replica may not know the group yet, or views of the live set differ).
+            let grace = if mine { 0 } else { ttl_ms };
+            let sent = Instant::now();
+            let (epoch, holder, expires): (u64, String, i64) = scripts::LEASE
+                .key(&prefix)
+                .arg(&self.id)
+                .arg(ttl_ms)
+                .arg("acquire")
+                .arg(grace)
+                .invoke_async(&mut c)
+                .await?;
+            if epoch > 0 {
+                // Certain until the expiry, minus the round trip and a safety margin.
+                let left = Duration::from_millis((expires - now).max(0) as u64)
+                    .saturating_sub(sent.elapsed() + self.ttl / 10);
+                if !held {
+                    info!(group, epoch, "acquired the group lease");
+                }
+                self.set(&group, Some(epoch), Some(Instant::now() + left));
+            } else {
+                if held {
+                    warn!(group, holder, "the group lease is held by another replica");
+                }
+                let wait = Duration::from_millis((expires + grace as i64 - now + 1).max(1) as u64);
+                debug!(group, holder, ?wait, "group held elsewhere");
+                self.set(&group, None, None);
+                next = next.min(wait);
+            }
+        }
+        Ok(next)
+    }
+
+    fn set(&self, group: &str, epoch: Option<u64>, valid_until: Option<Instant>) {
+        if let Ok(mut g) = self.groups.lock() {
+            let l = g.entry(group.to_owned()).or_default();
+            let changed = l.epoch != epoch;
+            l.epoch = epoch;
+            l.valid_until = valid_until;
+            if changed {
+                l.notify.notify_one();
+            }
+        }
+    }
+
+    async fn release_all(&self, redis: &Redis) {
+        let held: Vec<String> = self
+            .groups
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .filter(|(_, l)| l.epoch.is_some())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Ok(mut c) = redis.conn().await else {
+            return;
+        };
+        for group in held {
+            let _: redis::RedisResult<(u64, String, i64)> = scripts::LEASE
+                .key(redis.keys().group_prefix(&group))
+                .arg(&self.id)
+                .arg(self.ttl.as_millis() as u64)
+                .arg("release")
+                .arg(0)
+                .invoke_async(&mut c)
+                .await;
+        }
+        let _: redis::RedisResult<i64> = c.zrem(redis.keys().schedulers(), &self.id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_spread_over_replicas_and_move_little_when_one_leaves() {
+        let live: Vec<String> = (0..3).map(|i| format!("replica-{i}")).collect();
+        let groups: Vec<String> = (0..300).map(|i| format!("group-{i}")).collect();
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for g in &groups {
+            *count.entry(chosen(g, &live).unwrap()).or_default() += 1;
+        }
+        assert_eq!(count.len(), 3);
+        assert!(count.values().all(|n| (60..=140).contains(n)), "{count:?}");
+        // Remove one replica: only its groups move.
+        let fewer = vec![live[0].clone(), live[2].clone()];
+        for g in &groups {
+            let before = chosen(g, &live).unwrap();
+            let after = chosen(g, &fewer).unwrap();
+            if before != live[1] {
+                assert_eq!(before, after, "group {g} moved needlessly");
+            }
+        }
     }
 }

@@ -43,7 +43,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    let leases = Arc::new(lease::Leases);
+    let leases = Arc::new(lease::Leases::new(
+        opts.redis.clone(),
+        dotjob_shared::process_id(),
+        opts.engine.lease,
+    ));
     let engine = Engine::new(opts.redis.clone(), leases, opts.engine.clone());
     let state = api::AppState {
         store: Store::new(opts.redis.clone()),

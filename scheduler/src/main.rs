@@ -68,6 +68,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
             runs_max_age: cli.runs_max_age,
             housekeeping: cli.housekeeping_interval,
             executor_timeout: cli.executor_timeout,
+            lease: std::time::Duration::from_millis(cli.scheduler_lease_ms),
             ..EngineSettings::default()
         },
         embedded_worker: cli.embedded_group().map(|g| {

@@ -103,8 +103,8 @@ impl Redis {
     }
 }
 
-/// The Redis server clock, in ms (`TIME`).
+/// The Redis server clock, in ms (`TIME`, plus the test clock offset if one is set).
 pub async fn now_ms<C: redis::aio::ConnectionLike + Send>(c: &mut C) -> Result<i64> {
     let (s, us): (i64, i64) = redis::cmd("TIME").query_async(c).await?;
-    Ok(s * 1_000 + us / 1_000)
+    Ok(s * 1_000 + us / 1_000 + crate::scripts::clock_offset_ms())
 }

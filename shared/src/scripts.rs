@@ -1,22 +1,40 @@
 //! The Lua scripts, loaded once and invoked by SHA (redis-rs loads them on `NOSCRIPT`).
 //!
-//! Each script lives in `lua/<name>.lua` beside this file and is prefixed with `lua/now.lua`
-//! (the Redis-clock helper). Every script takes the group prefix as `KEYS[1]` and touches
-//! only keys of that group, so a script stays within one Redis Cluster slot.
+//! Each script lives in `lua/<name>.lua` beside this file and is prefixed with
+//! `lua/prelude.lua` (the Redis clock and shared helpers). Every script takes the group prefix
+//! as `KEYS[1]` and touches only keys of that group, so a script stays within one Redis
+//! Cluster slot.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
+/// `DOTJOB_TEST_CLOCK_OFFSET_MS`: for tests only, shifts the Redis clock every script of this
+/// process sees (e.g. to a daylight-saving day). Read once; 0 when unset.
+pub fn clock_offset_ms() -> i64 {
+    static OFFSET: LazyLock<i64> = LazyLock::new(|| {
+        std::env::var("DOTJOB_TEST_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    });
+    *OFFSET
+}
+
+fn build(body: &str) -> Script {
+    Script::new(&format!(
+        "local CLOCK_OFFSET_MS = {}\n{}{}",
+        clock_offset_ms(),
+        include_str!("lua/prelude.lua"),
+        body
+    ))
+}
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
         #[doc = concat!("`lua/", $file, "`")]
-        pub static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/now.lua"),
-                include_str!(concat!("lua/", $file))
-            ))
-        });
+        pub static $name: LazyLock<Script> =
+            LazyLock::new(|| build(include_str!(concat!("lua/", $file))));
     };
 }
 
@@ -36,6 +54,8 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("handback.lua", &HANDBACK),
         ("trim_stream.lua", &TRIM_STREAM),
         ("reap.lua", &REAP),
+        ("lease.lua", &LEASE),
+        ("cancel.lua", &CANCEL),
     ]
 }
 
@@ -52,3 +72,5 @@ script!(TOUCH, "touch.lua");
 script!(HANDBACK, "handback.lua");
 script!(TRIM_STREAM, "trim_stream.lua");
 script!(REAP, "reap.lua");
+script!(LEASE, "lease.lua");
+script!(CANCEL, "cancel.lua");

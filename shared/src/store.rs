@@ -60,6 +60,10 @@ pub struct Store {
 fn script_error(e: redis::RedisError, what: &str) -> Error {
     match e.code() {
         Some("NOTFOUND") => Error::NotFound(what.to_owned()),
+        Some("INFLIGHT") => Error::Conflict(format!(
+            "{what} forbids overlapping runs and run {} is still in flight",
+            e.detail().unwrap_or("?")
+        )),
         Some("CONFLICT") => Error::Conflict(format!("{what} changed concurrently")),
         Some("EXISTS") => Error::Conflict(format!("{what} exists already")),
         _ => Error::Redis(e),
@@ -292,6 +296,7 @@ impl Store {
             .arg(params)
             .arg(kind)
             .arg(parent_run.unwrap_or(""))
+            .arg(self.redis.keys().events())
             .invoke_async(&mut c)
             .await
             .map_err(|e| script_error(e, &format!("job {id}")))
@@ -500,6 +505,25 @@ impl Store {
             items,
             next_cursor: last.map(|(s, m)| format!("{s}:{m}")),
         })
+    }
+
+    /// Cancels a run: a queued run (or one waiting for a retry) at once, a running one by
+    /// telling its executor. Returns the run as it is after the request.
+    pub async fn cancel_run(&self, run_id: &str) -> Result<Run> {
+        let run = self.get_run(run_id).await?;
+        let mut c = self.redis.conn().await?;
+        let outcome: String = scripts::CANCEL
+            .key(self.redis.keys().group_prefix(&run.group))
+            .arg(&run.group)
+            .arg(run_id)
+            .arg(self.redis.keys().events())
+            .invoke_async(&mut c)
+            .await?;
+        match outcome.as_str() {
+            "cancelled" | "cancelling" => self.get_run(run_id).await,
+            "" => Err(Error::NotFound(format!("run {run_id}"))),
+            st => Err(Error::Conflict(format!("run {run_id} is already {st}"))),
+        }
     }
 
     /// Log lines of a run from line `from` on.

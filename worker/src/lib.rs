@@ -149,7 +149,7 @@ impl WorkerBuilder {
             engine: runner::Engine::new(
                 self.redis,
                 self.group,
-                registry::executor_id(),
+                dotjob_shared::process_id(),
                 self.handlers,
                 self.settings,
             ),

@@ -12,47 +12,13 @@ use tracing::warn;
 
 use crate::runner::Engine;
 
-/// This machine's host name.
-pub(crate) fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
-/// A consumer name no other process shares: host, pid and a random suffix.
-pub(crate) fn executor_id() -> String {
-    let host: String = hostname()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(48)
-        .collect();
-    format!(
-        "{host}-{}-{:04x}",
-        std::process::id(),
-        rand::random::<u16>()
-    )
-}
-
 fn registration(e: &Engine) -> String {
     let mut handlers: Vec<&String> = e.handlers.keys().collect();
     handlers.sort();
     json!({
         "id": e.id,
         "group": e.group,
-        "host": hostname(),
+        "host": dotjob_shared::hostname(),
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),
         "handlers": handlers,

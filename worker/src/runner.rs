@@ -23,7 +23,7 @@ use dotjob_shared::Store;
 use dotjob_shared::conn::Redis;
 use dotjob_shared::events::Event;
 use dotjob_shared::keys::CONSUMER_GROUP;
-use dotjob_shared::model::job::JobSpec;
+use dotjob_shared::model::job::{ConcurrencyPolicy, JobSpec};
 use dotjob_shared::model::run::code;
 use dotjob_shared::scripts;
 use futures::StreamExt;
@@ -130,6 +130,8 @@ struct Done {
     duration_ms: u64,
     result: String,
     error: String,
+    /// The job has a concurrency policy: release its in-flight marker when final.
+    guarded: bool,
 }
 
 impl Done {
@@ -146,6 +148,7 @@ impl Done {
             duration_ms: 0,
             result: String::new(),
             error: String::new(),
+            guarded: false,
         }
     }
 }
@@ -570,6 +573,7 @@ impl Engine {
                     error: format!(
                         "its executors stopped during {POISON_AFTER} attempts; not running it again"
                     ),
+                    guarded: job.concurrency != ConcurrencyPolicy::Allow,
                     ..Done::skip(d.entry, d.run, d.job)
                 });
                 continue;
@@ -767,6 +771,7 @@ impl Engine {
             duration_ms,
             result,
             error,
+            guarded: job.concurrency != ConcurrencyPolicy::Allow,
         });
     }
 
@@ -848,7 +853,8 @@ impl Engine {
                     .arg(d.code)
                     .arg(d.duration_ms)
                     .arg(&d.result)
-                    .arg(&d.error);
+                    .arg(&d.error)
+                    .arg(if d.guarded { "1" } else { "0" });
             }
             let verdicts: Vec<String> = inv.invoke_async(&mut c).await?;
             for (d, v) in record.iter().zip(&verdicts) {
@@ -913,13 +919,16 @@ impl Engine {
             entries.chunks(512).collect()
         };
         for chunk in chunks {
-            let (d, lost): (i64, Vec<String>) = scripts::TOUCH
+            let (d, lost, cancel): (i64, Vec<String>, Vec<String>) = scripts::TOUCH
                 .key(&self.prefix)
                 .arg(&self.id)
                 .arg(chunk)
                 .invoke_async(&mut c)
                 .await?;
             disabled = d == 1;
+            for run in cancel {
+                self.cancel_run(&run);
+            }
             if !lost.is_empty() {
                 debug!(
                     count = lost.len(),

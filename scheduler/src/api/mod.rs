@@ -65,6 +65,7 @@ pub fn api_routes() -> Router<AppState> {
         .route("/jobs/{id}/runs", get(runs::list))
         .route("/runs/{id}", get(runs::get))
         .route("/runs/{id}/logs", get(runs::logs))
+        .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/groups", get(groups::list))
         .route("/groups/{group}/executors", get(groups::executors))
         .route(

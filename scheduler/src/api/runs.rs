@@ -43,6 +43,13 @@ pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Js
     Ok(Json(s.store.get_run(&id).await?))
 }
 
+pub async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Run>, ApiError> {
+    Ok(Json(s.store.cancel_run(&id).await?))
+}
+
 /// Query of `GET /runs/{id}/logs`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

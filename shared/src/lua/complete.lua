@@ -1,7 +1,8 @@
 -- Records finished attempts and acknowledges their entries (invariants 4, 6), batched.
 -- KEYS[1] group prefix
--- ARGV[1] worker id, then 11 per attempt: entry, run id, job id, outcome, attempt,
---   max attempts, retry delay ms ("" = no retry), code, duration ms, result JSON, error
+-- ARGV[1] worker id, then 12 per attempt: entry, run id, job id, outcome, attempt,
+--   max attempts, retry delay ms ("" = no retry), code, duration ms, result JSON, error,
+--   "1" when the job has a concurrency policy (its in-flight marker is then released)
 -- outcome: succeeded | failed | timed_out | cancelled | fatal (failed, never retry) |
 --   skip (entry only: acknowledge without touching the run record)
 -- A final outcome acknowledges the entry; only the attempt whose XACK removed it from the
@@ -25,11 +26,11 @@ local function add_history(rk, attempt, status, code, duration, err)
   while #list > 25 do table.remove(list, 1) end
   redis.call('HSET', rk, 'history', cjson.encode(list))
 end
-for i = 2, #ARGV, 11 do
+for i = 2, #ARGV, 12 do
   local entry, run, job, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local attempt, max_attempts = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
   local delay, code, duration = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
-  local result, err = ARGV[i + 9], ARGV[i + 10]
+  local result, err, guarded = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11] == '1' 
   local rk = P .. 'run:' .. run
   local failure = outcome == 'failed' or outcome == 'timed_out'
   if failure and attempt < max_attempts and delay ~= '' then
@@ -70,7 +71,10 @@ for i = 2, #ARGV, 11 do
         'duration_ms', duration, 'finished_at', now, 'worker', worker)
       if result ~= '' then redis.call('HSET', rk, 'result', result) end
       if err ~= '' then redis.call('HSET', rk, 'error', err) end
-      redis.call('HDEL', rk, 'retry_at')
+      redis.call('HDEL', rk, 'retry_at', 'cancel')
+      if guarded and redis.call('HGET', P .. 'inflight', job) == run then
+        redis.call('HDEL', P .. 'inflight', job)
+      end
       out[#out + 1] = verdict
     end
   end
