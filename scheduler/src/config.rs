@@ -1,4 +1,6 @@
-//! The scheduler's command line: every flag also reads an environment variable.
+//! The scheduler's command line: every flag also reads an environment variable. Tokens are
+//! [`Secret`]s (redacted in `Debug`, hidden from `--help`), so printing the config never
+//! shows them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +10,9 @@ use clap::Parser;
 use dotjob_shared::config::RedisArgs;
 use dotjob_worker::config::WorkerArgs;
 
+use crate::api::ApiOptions;
+use crate::api::auth::Secret;
+
 /// Fires due jobs into Redis streams and serves the admin API and console.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "dotjob-scheduler", version)]
@@ -15,6 +20,17 @@ pub struct Cli {
     /// Address of the admin API and console.
     #[arg(long, env = "DOTJOB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Bearer token for every admin API operation; required on a non-loopback address.
+    /// Prefer the environment variable: flags show in `ps`. Empty = unset.
+    #[arg(long, env = "DOTJOB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Bearer token for the admin API operations that change nothing.
+    #[arg(long, env = "DOTJOB_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<Secret>,
+    /// Browser origins allowed to call the admin API (comma-separated, `*` for any); off
+    /// when empty.
+    #[arg(long, env = "DOTJOB_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub redis: RedisArgs,
     /// Group of the in-process worker with the stock handlers; `off` for none.
@@ -51,6 +67,31 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The admin API's exposure settings, checked against the listen address.
+    pub fn api_options(&self) -> Result<ApiOptions, String> {
+        let token = |name: &str, t: &Option<Secret>| -> Result<Option<Secret>, String> {
+            match t {
+                Some(t) if !t.is_empty() => t
+                    .check()
+                    .map(|()| Some(t.clone()))
+                    .map_err(|e| format!("{name}: {e}")),
+                _ => Ok(None),
+            }
+        };
+        let opts = ApiOptions {
+            admin_token: token("DOTJOB_ADMIN_TOKEN", &self.admin_token)?,
+            read_token: token("DOTJOB_READ_TOKEN", &self.read_token)?,
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+        };
+        opts.check(self.listen)?;
+        Ok(opts)
+    }
+
     /// The embedded worker's group, if any.
     pub fn embedded_group(&self) -> Option<&str> {
         match self.embedded_worker.trim() {

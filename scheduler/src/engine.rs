@@ -19,7 +19,7 @@ use chrono_tz::Tz;
 use dotjob_shared::events::Event;
 use dotjob_shared::model::job::{ConcurrencyPolicy, JobSpec};
 use dotjob_shared::schedule::Schedule;
-use dotjob_shared::{Redis, Store, scripts};
+use dotjob_shared::{Redis, scripts};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use tokio::sync::Notify;
@@ -75,7 +75,6 @@ impl Default for EngineSettings {
 /// The scheduling side of a scheduler process.
 pub struct Engine {
     redis: Redis,
-    store: Store,
     settings: EngineSettings,
     cache: Mutex<lru::LruCache<String, Arc<Cached>>>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
@@ -93,7 +92,6 @@ impl Engine {
     /// An engine over `redis`; nothing runs until [`Engine::run`].
     pub fn new(redis: Redis, leases: Arc<Leases>, settings: EngineSettings) -> Arc<Self> {
         Arc::new(Self {
-            store: Store::new(redis.clone()),
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(settings.cache_size.max(1)).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -242,30 +240,57 @@ impl Engine {
         }
     }
 
-    async fn job(
+    /// The definitions of a pass's due jobs at the versions `due.lua` reported: from the
+    /// cache, and the misses with one pipelined read. A job missing from Redis maps to
+    /// `None`; an unreadable one to its error message.
+    async fn jobs(
         &self,
+        c: &mut dotjob_shared::conn::Conn,
         group: &str,
-        id: &str,
-        version: u64,
-    ) -> dotjob_shared::Result<Option<Arc<Cached>>> {
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|mut c| c.get(id).cloned())
-            .filter(|c| c.spec.version == version)
-        {
-            return Ok(Some(hit));
+        due: &[(String, i64, u64)],
+    ) -> dotjob_shared::Result<HashMap<String, Result<Arc<Cached>, String>>> {
+        let mut out = HashMap::with_capacity(due.len());
+        let mut misses = Vec::new();
+        if let Ok(mut cache) = self.cache.lock() {
+            for (id, _, version) in due {
+                match cache.get(id).filter(|c| c.spec.version == *version) {
+                    Some(hit) => {
+                        out.insert(id.clone(), Ok(hit.clone()));
+                    }
+                    None => misses.push(id.as_str()),
+                }
+            }
         }
-        let Some(spec) = self.store.get_job_in(group, id).await? else {
-            return Ok(None);
-        };
-        let schedule = spec.parsed_schedule()?;
-        let cached = Arc::new(Cached { spec, schedule });
-        if let Ok(mut c) = self.cache.lock() {
-            c.put(id.to_owned(), cached.clone());
+        if misses.is_empty() {
+            return Ok(out);
         }
-        Ok(Some(cached))
+        let keys = self.redis.keys();
+        let mut pipe = redis::pipe();
+        for id in &misses {
+            pipe.hgetall(keys.job(group, id));
+        }
+        let rows: Vec<HashMap<String, String>> = pipe.query_async(c).await?;
+        let mut cache = self.cache.lock().ok();
+        for (id, fields) in misses.into_iter().zip(rows) {
+            if fields.is_empty() {
+                continue;
+            }
+            let parsed = JobSpec::from_fields(&keys.job(group, id), &fields).and_then(|spec| {
+                let schedule = spec.parsed_schedule()?;
+                Ok(Arc::new(Cached { spec, schedule }))
+            });
+            let entry = match parsed {
+                Ok(job) => {
+                    if let Some(cache) = cache.as_mut() {
+                        cache.put(id.to_owned(), job.clone());
+                    }
+                    Ok(job)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            out.insert(id.to_owned(), entry);
+        }
+        Ok(out)
     }
 
     /// Fires what is due in `group`; returns how long to sleep (zero after losing the lease).
@@ -291,13 +316,23 @@ impl Engine {
             let mut args: Vec<String> = Vec::new();
             let mut ticks_in_call = 0;
             let mut fired = 0u64;
-            for row in due.chunks(3) {
-                let [id, score, version] = row else { continue };
-                let score = score.parse::<f64>().unwrap_or_default() as i64;
-                let version: u64 = version.parse().unwrap_or(0);
+            let rows: Vec<(String, i64, u64)> = due
+                .chunks(3)
+                .filter_map(|row| match row {
+                    [id, score, version] => Some((
+                        id.clone(),
+                        score.parse::<f64>().unwrap_or_default() as i64,
+                        version.parse().unwrap_or(0),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            let defs = self.jobs(&mut c, group, &rows).await?;
+            for (id, score, version) in &rows {
+                let (id, score, version) = (id, *score, *version);
                 let mut options = "a0".to_owned();
-                let (fire, skip, next) = match self.job(group, id, version).await {
-                    Ok(Some(job)) => match &job.schedule {
+                let (fire, skip, next) = match defs.get(id) {
+                    Some(Ok(job)) => match &job.schedule {
                         Some((sched, tz)) if job.spec.enabled => {
                             let p = plan(&job.spec, sched, *tz, score, now);
                             let policy = match job.spec.concurrency {
@@ -311,12 +346,11 @@ impl Engine {
                         }
                         _ => (vec![], None, None),
                     },
-                    Ok(None) => (vec![], None, None),
-                    Err(dotjob_shared::Error::Corrupt { key, message }) => {
-                        warn!(group, job = %id, key, message, "unreadable job; unscheduling it");
+                    None => (vec![], None, None),
+                    Some(Err(message)) => {
+                        warn!(group, job = %id, message, "unreadable job; unscheduling it");
                         (vec![], None, None)
                     }
-                    Err(e) => return Err(e),
                 };
                 args.push(id.clone());
                 args.push(score.to_string());

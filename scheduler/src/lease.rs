@@ -8,10 +8,11 @@
 //! refuses a fencing token whose epoch or expiry is not current, so a replica that lost its
 //! lease while paused or partitioned cannot fire.
 //!
-//! A replica renews its leases every `ttl / 5` and releases groups it is no longer chosen for
-//! (a new replica joined). When a holder dies, its heartbeat ages out after `ttl / 2` and the
-//! newly chosen replica wakes exactly when the dead holder's lease expires: a group moves
-//! within about one lease time.
+//! A replica renews its leases every `ttl / 5`. When a new replica joins and is chosen for a
+//! group, it asks for the lease (`want`) and the holder hands it over at its next renewal; a
+//! replica that died never asks, so a group is never handed to a dead replica. When a holder
+//! dies, the replica chosen among the survivors wakes exactly when the dead holder's lease
+//! expires and takes it: a group moves within about one lease time.
 
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -226,37 +227,33 @@ impl Leases {
         let mut next = self.ttl / 5;
         let ttl_ms = self.ttl.as_millis() as u64;
         for group in groups {
-            let mine = chosen(&group, &live) == Some(self.id.as_str());
+            let choice = chosen(&group, &live);
+            let mine = choice == Some(self.id.as_str());
             let held = self.is_holder(&group);
             let prefix = keys.group_prefix(&group);
-            if !mine && held {
-                let _: (u64, String, i64) = scripts::LEASE
-                    .key(&prefix)
-                    .arg(&self.id)
-                    .arg(ttl_ms)
-                    .arg("release")
-                    .arg(0)
-                    .invoke_async(&mut c)
-                    .await?;
-                info!(
-                    group,
-                    "released the group lease to the replica now chosen for it"
-                );
-                self.set(&group, None, None);
-                continue;
-            }
-            // Not chosen: still take a lease nobody renewed for a whole ttl (the chosen
-            // replica may not know the group yet, or views of the live set differ).
-            let grace = if mine { 0 } else { ttl_ms };
             let sent = Instant::now();
-            let (epoch, holder, expires): (u64, String, i64) = scripts::LEASE
+            let (epoch, holder, expires, want): (u64, String, i64, String) = scripts::LEASE
                 .key(&prefix)
                 .arg(&self.id)
                 .arg(ttl_ms)
                 .arg("acquire")
-                .arg(grace)
+                .arg(if mine { "1" } else { "0" })
                 .invoke_async(&mut c)
                 .await?;
+            if epoch > 0 && !mine && !want.is_empty() && choice == Some(want.as_str()) {
+                // The replica chosen for this group asked for it: hand it over.
+                let _: (u64, String, i64, String) = scripts::LEASE
+                    .key(&prefix)
+                    .arg(&self.id)
+                    .arg(ttl_ms)
+                    .arg("release")
+                    .arg("0")
+                    .invoke_async(&mut c)
+                    .await?;
+                info!(group, to = %want, "handed the group lease to the replica chosen for it");
+                self.set(&group, None, None);
+                continue;
+            }
             if epoch > 0 {
                 // Certain until the expiry, minus the round trip and a safety margin.
                 let left = Duration::from_millis((expires - now).max(0) as u64)
@@ -269,7 +266,8 @@ impl Leases {
                 if held {
                     warn!(group, holder, "the group lease is held by another replica");
                 }
-                let wait = Duration::from_millis((expires + grace as i64 - now + 1).max(1) as u64);
+                let grace = if mine { 0 } else { ttl_ms as i64 };
+                let wait = Duration::from_millis((expires + grace - now + 1).max(1) as u64);
                 debug!(group, holder, ?wait, "group held elsewhere");
                 self.set(&group, None, None);
                 next = next.min(wait);
@@ -305,12 +303,12 @@ impl Leases {
             return;
         };
         for group in held {
-            let _: redis::RedisResult<(u64, String, i64)> = scripts::LEASE
+            let _: redis::RedisResult<(u64, String, i64, String)> = scripts::LEASE
                 .key(redis.keys().group_prefix(&group))
                 .arg(&self.id)
                 .arg(self.ttl.as_millis() as u64)
                 .arg("release")
-                .arg(0)
+                .arg("0")
                 .invoke_async(&mut c)
                 .await;
         }

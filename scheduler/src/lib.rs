@@ -21,7 +21,9 @@ pub mod janitor;
 pub mod lease;
 pub mod local_redis;
 pub mod plan;
+pub mod stats;
 
+pub use api::ApiOptions;
 pub use engine::{Engine, EngineSettings};
 
 /// What [`run`] needs besides the listener.
@@ -36,12 +38,26 @@ pub struct Options {
 }
 
 /// Runs the scheduler on `listener` until `shutdown` resolves, then stops serving, lets the
-/// embedded worker drain, and returns.
+/// embedded worker drain, and returns. The admin API is open (no tokens): see [`run_with`].
 pub async fn run(
     opts: Options,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(opts, ApiOptions::default(), listener, shutdown).await
+}
+
+/// [`run`] with the admin API's tokens and CORS settings; refuses (before starting
+/// anything) to serve an open API on a non-loopback address.
+pub async fn run_with(
+    opts: Options,
+    api_opts: ApiOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    api_opts
+        .check(listener.local_addr()?)
+        .map_err(anyhow::Error::msg)?;
     let stop = CancellationToken::new();
     let leases = Arc::new(lease::Leases::new(
         opts.redis.clone(),
@@ -70,7 +86,7 @@ pub async fn run(
         None => None,
     };
     info!(listen = %listener.local_addr()?, "admin API and console listening");
-    let app = api::router(state);
+    let app = api::router_with(state, &api_opts);
     tokio::spawn({
         let stop = stop.clone();
         async move {

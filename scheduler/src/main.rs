@@ -18,6 +18,13 @@ async fn main() -> ExitCode {
         eprintln!("dotjob-scheduler: {e}");
         return ExitCode::from(2);
     }
+    let api_opts = match cli.api_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("dotjob-scheduler: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut local = None;
     let port = cli.local_redis_port;
     let local_url = format!("redis://127.0.0.1:{port}");
@@ -42,7 +49,7 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let code = match start(cli).await {
+    let code = match start(cli, api_opts).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dotjob-scheduler: {e:#}");
@@ -55,7 +62,7 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn start(cli: Cli) -> anyhow::Result<()> {
+async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Result<()> {
     let cfg = cli.redis.validate()?;
     let redis = Redis::new(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
@@ -83,5 +90,5 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
         "dotjob-scheduler: admin API and console on http://{}/ (Redis {})",
         cli.listen, cfg.url
     );
-    dotjob_scheduler::run(opts, listener, telemetry::shutdown_signal()).await
+    dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()).await
 }

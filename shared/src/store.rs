@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::conn::{Redis, now_ms};
+use crate::conn::{Conn, Redis, now_ms};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::model::job::{JobInput, JobSpec, JobView, limits, valid_job_id};
@@ -58,11 +58,20 @@ pub struct Store {
 }
 
 fn script_error(e: redis::RedisError, what: &str) -> Error {
-    match e.code() {
+    // Redis 7 prefixes an error reply that is a single word with `ERR` (`ERR NOTFOUND`),
+    // so the script's code may arrive as the first word of the detail.
+    let (code, detail) = match (e.code(), e.detail()) {
+        (Some("ERR"), Some(d)) => {
+            let mut words = d.splitn(2, ' ');
+            (words.next(), words.next())
+        }
+        (code, detail) => (code, detail),
+    };
+    match code {
         Some("NOTFOUND") => Error::NotFound(what.to_owned()),
         Some("INFLIGHT") => Error::Conflict(format!(
             "{what} forbids overlapping runs and run {} is still in flight",
-            e.detail().unwrap_or("?")
+            detail.unwrap_or("?")
         )),
         Some("CONFLICT") => Error::Conflict(format!("{what} changed concurrently")),
         Some("EXISTS") => Error::Conflict(format!("{what} exists already")),
@@ -83,13 +92,15 @@ impl Store {
 
     /// Publishes a change notification (a hint; failures are logged, not returned).
     pub async fn publish(&self, event: &Event) {
-        let payload = serde_json::to_string(event).unwrap_or_default();
-        let res: Result<()> = async {
-            let mut c = self.redis.conn().await?;
-            let _: i64 = c.publish(self.redis.keys().events(), payload).await?;
-            Ok(())
+        match self.redis.conn().await {
+            Ok(mut c) => self.publish_on(&mut c, event).await,
+            Err(e) => tracing::warn!(error = %e, "could not publish event"),
         }
-        .await;
+    }
+
+    async fn publish_on(&self, c: &mut Conn, event: &Event) {
+        let payload = serde_json::to_string(event).unwrap_or_default();
+        let res: redis::RedisResult<i64> = c.publish(self.redis.keys().events(), payload).await;
         if let Err(e) = res {
             tracing::warn!(error = %e, "could not publish event");
         }
@@ -137,6 +148,7 @@ impl Store {
 
     async fn save(
         &self,
+        c: &mut Conn,
         spec: &JobSpec,
         mode: &str,
         expected_version: Option<u64>,
@@ -157,28 +169,28 @@ impl Store {
             inv.arg(k).arg(v);
         }
         inv.arg("updated_at").arg(spec.updated_at);
-        let mut c = self.redis.conn().await?;
-        inv.invoke_async(&mut c)
+        inv.invoke_async(c)
             .await
             .map_err(|e| script_error(e, &format!("job {}", spec.id)))
     }
 
     /// Validates and creates a job; returns it as stored.
     pub async fn create_job(&self, input: JobInput) -> Result<JobSpec> {
-        let now = self.redis.now_ms().await?;
+        let mut c = self.redis.conn().await?;
+        let now = now_ms(&mut c).await?;
         let id = ulid::Ulid::new().to_string().to_ascii_lowercase();
         let mut spec = input.into_spec(None, &id, now)?;
         let next = spec
             .next_fire_after(now)?
             .map(|n| n.to_string())
             .unwrap_or_default();
-        spec.version = self.save(&spec, "create", None, &next).await?;
-        self.publish(&Event::Job {
+        spec.version = self.save(&mut c, &spec, "create", None, &next).await?;
+        let event = Event::Job {
             group: spec.group.clone(),
             id: spec.id.clone(),
             version: spec.version,
-        })
-        .await;
+        };
+        self.publish_on(&mut c, &event).await;
         Ok(spec)
     }
 
@@ -188,7 +200,8 @@ impl Store {
     pub async fn update_job(&self, id: &str, input: JobInput) -> Result<JobSpec> {
         for _ in 0..5 {
             let old = self.get_job(id).await?;
-            let now = self.redis.now_ms().await?;
+            let mut c = self.redis.conn().await?;
+            let now = now_ms(&mut c).await?;
             let mut spec = input.clone().into_spec(Some(&old), id, now)?;
             let timing_changed = spec.schedule != old.schedule
                 || spec.timezone != old.timezone
@@ -200,15 +213,18 @@ impl Store {
             } else {
                 "keep".to_owned()
             };
-            match self.save(&spec, "update", Some(old.version), &next).await {
+            match self
+                .save(&mut c, &spec, "update", Some(old.version), &next)
+                .await
+            {
                 Ok(v) => {
                     spec.version = v;
-                    self.publish(&Event::Job {
+                    let event = Event::Job {
                         group: spec.group.clone(),
                         id: spec.id.clone(),
                         version: v,
-                    })
-                    .await;
+                    };
+                    self.publish_on(&mut c, &event).await;
                     return Ok(spec);
                 }
                 Err(Error::Conflict(_)) => {}

@@ -2,8 +2,14 @@
 //! (see `.cargo/config.toml`). Each test uses its own key prefix on the shared Redis or its
 //! own `redis-server`.
 
+mod api_auth;
+mod api_doc;
+mod api_fresh;
+mod api_fuzz;
+mod api_walk;
 mod common;
 mod faults;
+mod ha;
 mod reliability;
 mod spine;
 mod validation;

@@ -80,11 +80,14 @@ pub fn redis_handle(url: &str, prefix: &str) -> dotjob_shared::Redis {
     dotjob_shared::Redis::new(&cfg).expect("redis handle")
 }
 
-/// A plain connection for assertions.
+/// A plain connection for assertions (10 s reply timeout: redis-rs defaults to 500 ms,
+/// too short for large reads).
 pub async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    let cfg =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     redis::Client::open(url)
         .expect("url")
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&cfg)
         .await
         .expect("connect to redis")
 }
@@ -425,6 +428,41 @@ impl InProcess {
         embedded: Option<&str>,
         engine: dotjob_scheduler::EngineSettings,
     ) -> Self {
+        Self::start_exposed(
+            redis_url,
+            prefix,
+            embedded,
+            engine,
+            dotjob_scheduler::ApiOptions::default(),
+        )
+        .await
+    }
+
+    /// Starts one without an embedded worker whose admin API has the tokens and CORS
+    /// origins of `api`.
+    pub async fn start_api(
+        redis_url: &str,
+        prefix: &str,
+        api: dotjob_scheduler::ApiOptions,
+    ) -> Self {
+        Self::start_exposed(
+            redis_url,
+            prefix,
+            None,
+            dotjob_scheduler::EngineSettings::default(),
+            api,
+        )
+        .await
+    }
+
+    /// Starts one with every setting of the test's choice.
+    pub async fn start_exposed(
+        redis_url: &str,
+        prefix: &str,
+        embedded: Option<&str>,
+        engine: dotjob_scheduler::EngineSettings,
+        api: dotjob_scheduler::ApiOptions,
+    ) -> Self {
         init_tracing();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -442,9 +480,14 @@ impl InProcess {
             }),
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(dotjob_scheduler::run(opts, listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(dotjob_scheduler::run_with(
+            opts,
+            api,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Self {
             base,
             stop: Some(tx),

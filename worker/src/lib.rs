@@ -127,6 +127,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// Whether to listen on the events channel for job changes and cancel requests
+    /// (default true). Turning it off only delays cache drops and cancellations: the
+    /// worker still never runs an older job definition than the one a run was fired with.
+    /// Tests use it to prove that.
+    pub fn events(mut self, on: bool) -> Self {
+        self.settings.events = on;
+        self
+    }
+
     /// All settings at once.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;

@@ -64,6 +64,11 @@ pub struct Settings {
     pub grace: Duration,
     /// How long log lists live (they are deleted with their run before that, normally).
     pub log_ttl: Duration,
+    /// Listen on the events channel (default true): cached definitions are dropped as soon
+    /// as a job changes, and running runs are cancelled as soon as it is asked. Without it
+    /// the worker is still never stale (each stream entry carries the job version, and a
+    /// newer one is read from Redis), and cancel requests arrive with the next heartbeat.
+    pub events: bool,
 }
 
 impl Default for Settings {
@@ -73,6 +78,7 @@ impl Default for Settings {
             lease: Duration::from_secs(10),
             grace: Duration::from_secs(30),
             log_ttl: Duration::from_secs(14 * 24 * 3_600),
+            events: true,
         }
     }
 }
@@ -274,12 +280,14 @@ impl Engine {
             .and_then(|mut r| r.take())
             .ok_or_else(|| anyhow::anyhow!("worker already started"))?;
         crate::registry::register(&self).await;
-        let tasks = [
+        let mut tasks = vec![
             tokio::spawn(self.clone().read_loop()),
             tokio::spawn(self.clone().claim_loop()),
             tokio::spawn(self.clone().heartbeat_loop()),
-            tokio::spawn(self.clone().listen_loop()),
         ];
+        if self.settings.events {
+            tasks.push(tokio::spawn(self.clone().listen_loop()));
+        }
         let completer = tokio::spawn(self.clone().complete_loop(done_rx));
         info!(worker = %self.id, group = %self.group, concurrency = self.settings.concurrency, "worker started");
 

@@ -2,10 +2,11 @@
 //!
 //! Client mistakes carry their message and the offending field; server failures carry a
 //! generic message to the client and their real cause in a response extension, which the
-//! logging middleware writes to the log once.
+//! logging middleware writes to the log once. A 401 carries `WWW-Authenticate: Bearer`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -17,6 +18,8 @@ pub struct ApiError {
     message: String,
     field: Option<String>,
     internal: Option<String>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    challenge: Option<&'static str>,
 }
 
 /// The real cause of a 5xx, for the log only.
@@ -32,6 +35,19 @@ impl ApiError {
             message: message.into(),
             field: None,
             internal: None,
+            challenge: None,
+        }
+    }
+
+    /// 401 with a `Bearer` challenge; `invalid_token` when a token was sent but is wrong.
+    pub fn unauthorized(message: impl Into<String>, invalid_token: bool) -> Self {
+        Self {
+            challenge: Some(if invalid_token {
+                r#"Bearer realm="dotjob", error="invalid_token""#
+            } else {
+                r#"Bearer realm="dotjob""#
+            }),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         }
     }
 
@@ -97,6 +113,10 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(cause) = self.internal {
             resp.extensions_mut().insert(InternalCause(cause));
+        }
+        if let Some(challenge) = self.challenge {
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         resp
     }

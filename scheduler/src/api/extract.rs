@@ -1,8 +1,8 @@
 //! Request extractors that turn every malformed input into an [`ApiError`] naming the field:
-//! JSON bodies (size-limited, strict) and query strings.
+//! JSON bodies (size-limited, strict), query strings and path segments.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
@@ -54,7 +54,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: empty means `T::default()`.
+/// An optional JSON body: empty or `null` means `T::default()`.
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub T);
 
@@ -66,7 +66,8 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
-        Ok(Self(dotjob_shared::model::parse_json(&bytes)?))
+        let v: Option<T> = dotjob_shared::model::parse_json(&bytes)?;
+        Ok(Self(v.unwrap_or_default()))
     }
 }
 
@@ -90,6 +91,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             };
             ApiError::invalid(field, msg)
         })
+    }
+}
+
+/// Path segments of `T` (e.g. `String` or `(String, String)`); a segment that is not valid
+/// UTF-8 after percent-decoding is a 400 naming `path`.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| Self(v))
+            .map_err(|e| ApiError::invalid("path", e.body_text()))
     }
 }
 

@@ -1,25 +1,39 @@
 //! `/jobs`: create, list, read, change, delete, pause, resume and trigger jobs.
+//!
+//! Every write goes through the store (validated, atomic, version bumped, invalidation
+//! published) and then wakes or invalidates the local engine so the change takes effect
+//! without waiting for the next pass.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use dotjob_shared::model::job::{JobInput, JobView};
-use dotjob_shared::store::{JobFilter, Page};
+use dotjob_shared::model::job::{JobInput, JobView, limits, valid_job_id};
+use dotjob_shared::store::{JobFilter, PAGE_MAX, Page};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, OptionalJson};
+use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use super::schema;
 
 /// Query of `GET /jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only jobs of this group.
+    #[param(example = "default")]
     group: Option<String>,
+    /// Only jobs whose name contains this (case-insensitive).
     name: Option<String>,
+    /// Only enabled (`true`) or only paused (`false`) jobs.
     enabled: Option<bool>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -29,23 +43,32 @@ pub const DEFAULT_LIMIT: usize = 50;
 /// Checks a `limit` query parameter.
 pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > dotjob_shared::store::PAGE_MAX {
+    if limit == 0 || limit > PAGE_MAX {
         return Err(ApiError::invalid(
             "limit",
-            format!("must be between 1 and {}", dotjob_shared::store::PAGE_MAX),
+            format!("must be between 1 and {PAGE_MAX}"),
         ));
     }
     Ok(limit)
 }
 
+/// A job id from a path: anything that cannot be one is simply not found.
 fn check_id(id: &str) -> Result<(), ApiError> {
-    if dotjob_shared::model::job::valid_job_id(id) {
+    if valid_job_id(id) {
         Ok(())
     } else {
         Err(ApiError::not_found(format!("job {id}")))
     }
 }
 
+/// Create a job.
+#[utoipa::path(post, path = "/jobs", operation_id = "create_job", tag = "jobs",
+    request_body = schema::JobInput,
+    responses(
+        (status = 201, description = "Created", body = schema::Job),
+        (status = 400, description = "Invalid field (named in `error.field`); nothing written", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     ApiJson(input): ApiJson<JobInput>,
@@ -56,12 +79,33 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+/// List jobs in creation order, filtered and paginated.
+#[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page", body = schema::JobPage),
+        (status = 400, description = "Bad query parameter", body = schema::ErrorBody),
+    ),
+    security(("read_token" = []), ("admin_token" = [])))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<JobView>>, ApiError> {
     if let Some(g) = &q.group {
         dotjob_shared::model::job::validate_group(g)?;
+    }
+    if q.name.as_ref().is_some_and(|n| n.len() > limits::NAME_MAX) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("longer than {} characters", limits::NAME_MAX),
+        ));
+    }
+    let cursor = q.cursor.filter(|c| !c.is_empty());
+    if cursor.as_deref().is_some_and(|c| !valid_job_id(c)) {
+        return Err(ApiError::invalid(
+            "cursor",
+            "not a cursor from this listing",
+        ));
     }
     let limit = page_limit(q.limit)?;
     let filter = JobFilter {
@@ -70,23 +114,41 @@ pub async fn list(
         enabled: q.enabled,
     };
     Ok(Json(
-        s.store
-            .list_jobs(&filter, q.cursor.as_deref(), limit)
-            .await?,
+        s.store.list_jobs(&filter, cursor.as_deref(), limit).await?,
     ))
 }
 
+/// Read one job.
+#[utoipa::path(get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = schema::Job),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+    ),
+    security(("read_token" = []), ("admin_token" = [])))]
 pub async fn get(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     check_id(&id)?;
     Ok(Json(s.store.view_job(&id).await?))
 }
 
+/// Change a job: only the fields sent change (`null` clears `schedule`, `params`,
+/// `description`). Bumps the version and invalidates every cached copy.
+#[utoipa::path(patch, path = "/jobs/{id}", operation_id = "update_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    request_body = schema::JobInput,
+    responses(
+        (status = 200, description = "The job after the change", body = schema::Job),
+        (status = 400, description = "Invalid field; nothing written", body = schema::ErrorBody),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+        (status = 409, description = "Changed concurrently too often; retry", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 pub async fn update(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<JobInput>,
 ) -> Result<Json<JobView>, ApiError> {
     check_id(&id)?;
@@ -96,9 +158,17 @@ pub async fn update(
     Ok(Json(s.store.view_job(&id).await?))
 }
 
+/// Delete a job with its schedule and run history.
+#[utoipa::path(delete, path = "/jobs/{id}", operation_id = "delete_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 pub async fn delete(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     check_id(&id)?;
     s.store.delete_job(&id).await?;
@@ -114,38 +184,68 @@ async fn set_enabled(s: &AppState, id: &str, enabled: bool) -> Result<Json<JobVi
     Ok(Json(s.store.view_job(id).await?))
 }
 
+/// Pause a job: its schedule entry is removed before the answer, so no tick fires after
+/// it (manual triggers still work).
+#[utoipa::path(post, path = "/jobs/{id}/pause", operation_id = "pause_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The paused job (`enabled` false, `next_fire_at` null)", body = schema::Job),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 pub async fn pause(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     set_enabled(&s, &id, false).await
 }
 
+/// Resume a paused job: it fires again from its next tick.
+#[utoipa::path(post, path = "/jobs/{id}/resume", operation_id = "resume_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The resumed job", body = schema::Job),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 pub async fn resume(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     set_enabled(&s, &id, true).await
 }
 
 /// Body of `POST /jobs/{id}/trigger` (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
-    /// Replaces the job's params for this run.
+    /// Replaces the job's params for this run (any JSON, at most 64 KiB).
+    #[schema(example = json!({"customer": 42}))]
     params: Option<Value>,
 }
 
 /// Answer of a trigger.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Triggered {
+    /// The new run (`<job id>-m<ms>-<n>`).
     run_id: String,
     job_id: String,
 }
 
+/// Run a job now, optionally with other params.
+#[utoipa::path(post, path = "/jobs/{id}/trigger", operation_id = "trigger_job", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    request_body(content = Option<TriggerBody>, description = "Optional; an empty body runs with the job's params"),
+    responses(
+        (status = 202, description = "Queued", body = Triggered),
+        (status = 400, description = "Invalid params", body = schema::ErrorBody),
+        (status = 404, description = "No such job", body = schema::ErrorBody),
+        (status = 409, description = "The job forbids overlapping runs and one is in flight", body = schema::ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 pub async fn trigger(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<TriggerBody>,
 ) -> Result<(StatusCode, Json<Triggered>), ApiError> {
     check_id(&id)?;

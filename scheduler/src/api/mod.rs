@@ -1,27 +1,44 @@
-//! The admin HTTP API under `/api/v1`, plus `/healthz`, `/metrics` and the console at `/`.
+//! The admin HTTP API under `/api/v1`, plus `/healthz`, `/metrics`, the console at `/` and
+//! the API viewer at `/api/docs`.
 //!
-//! [`router`] builds the whole app from an [`AppState`]; tests drive it with
-//! `tower::ServiceExt::oneshot` or a real listener.
+//! [`router`] / [`router_with`] build the whole app from an [`AppState`]; tests drive it
+//! with `tower::ServiceExt::oneshot` or a real listener. Routes are registered through
+//! `utoipa_axum`, so each handler's `#[utoipa::path]` annotation is both its route and its
+//! entry in the OpenAPI document ([`document`]); access control reads the document.
+//!
+//! Layers, outermost first: CORS (only when configured), 5xx logging, panic → 500, then per
+//! route the token check.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
 use dotjob_shared::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::engine::Engine;
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 mod groups;
 mod jobs;
+mod logs;
+pub mod openapi;
+mod options;
 mod runs;
 mod schedule;
+pub mod schema;
+mod stats;
 
 pub use error::ApiError;
+pub use options::ApiOptions;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -51,46 +68,96 @@ async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
 
-/// The `/api/v1` routes.
-pub fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", post(jobs::create).get(jobs::list))
-        .route(
-            "/jobs/{id}",
-            get(jobs::get).patch(jobs::update).delete(jobs::delete),
-        )
-        .route("/jobs/{id}/pause", post(jobs::pause))
-        .route("/jobs/{id}/resume", post(jobs::resume))
-        .route("/jobs/{id}/trigger", post(jobs::trigger))
-        .route("/jobs/{id}/runs", get(runs::list))
-        .route("/runs/{id}", get(runs::get))
-        .route("/runs/{id}/logs", get(runs::logs))
-        .route("/runs/{id}/cancel", post(runs::cancel))
-        .route("/groups", get(groups::list))
-        .route("/groups/{group}/executors", get(groups::executors))
-        .route(
-            "/groups/{group}/executors/{executor}/disable",
-            post(groups::disable),
-        )
-        .route(
-            "/groups/{group}/executors/{executor}/enable",
-            post(groups::enable),
-        )
-        .route("/groups/{group}/dead", get(groups::dead))
-        .route(
-            "/groups/{group}/dead/{entry}/requeue",
-            post(groups::requeue),
-        )
-        .route("/schedule/preview", post(schedule::preview))
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method; see /api/v1/openapi.json",
+    )
 }
 
-/// The whole app.
+/// A panicking handler answers 500 (logged with its message) instead of dropping the
+/// connection.
+fn panic_answer(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    let mut resp = ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response();
+    resp.extensions_mut()
+        .insert(error::InternalCause(format!("handler panicked: {msg}")));
+    resp
+}
+
+/// The `/api/v1` operations. Handlers sharing one `routes!` call must share their path.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(jobs::create, jobs::list))
+        .routes(routes!(jobs::get, jobs::update, jobs::delete))
+        .routes(routes!(jobs::pause))
+        .routes(routes!(jobs::resume))
+        .routes(routes!(jobs::trigger))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(logs::logs))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::executors))
+        .routes(routes!(groups::disable))
+        .routes(routes!(groups::enable))
+        .routes(routes!(groups::dead))
+        .routes(routes!(groups::requeue))
+        .routes(routes!(stats::stats))
+        .routes(routes!(schedule::preview))
+        .routes(routes!(openapi::document))
+}
+
+/// Every route of the app that has state, with its document.
+fn app_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .nest("/api/v1", api_routes())
+        .routes(routes!(crate::console::page))
+        .routes(routes!(crate::console::api_docs))
+}
+
+/// The OpenAPI document of the app (every route it serves).
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::finish(app_routes().into_openapi())
+}
+
+/// The whole app, open (no tokens, no CORS).
 pub fn router(state: AppState) -> Router {
+    router_with(state, &ApiOptions::default())
+}
+
+/// The whole app with its exposure settings (tokens, CORS).
+pub fn router_with(state: AppState, opts: &ApiOptions) -> Router {
     let redis = state.store.redis().clone();
-    Router::new()
-        .nest("/api/v1", api_routes().fallback(not_found))
-        .route("/", get(crate::console::page))
+    let doc: serde_json::Value = serde_json::from_str(openapi::json()).unwrap_or_default();
+    let guard = Arc::new(auth::Guard {
+        tokens: opts.tokens(),
+        table: auth::AccessTable::from_openapi(&doc),
+    });
+    let (routes, _) = app_routes().split_for_parts();
+    let app = routes
+        .route_layer(middleware::from_fn_with_state(guard, auth::require))
         .with_state(state)
         .merge(dotjob_worker::telemetry::router(redis))
-        .layer(middleware::from_fn(log_server_errors))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(CatchPanicLayer::custom(panic_answer))
+        .layer(middleware::from_fn(log_server_errors));
+    match opts.cors_layer() {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,12 @@
-//! `POST /schedule/preview`: the next fire instants of a schedule in a zone.
+//! `POST /schedule/preview`: the next fire instants of a schedule in a zone. It changes
+//! nothing, so the read token may call it.
 
 use axum::Json;
 use axum::extract::State;
 use dotjob_shared::schedule::{Schedule, parse_timezone};
 use dotjob_shared::time::rfc3339;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ApiError;
@@ -14,23 +16,39 @@ use super::extract::ApiJson;
 const COUNT_MAX: usize = 100;
 
 /// Body of a preview.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
+    /// Any schedule a job accepts.
+    #[schema(example = "30 9 * * MON-FRI")]
     schedule: String,
+    /// IANA zone (default `UTC`).
+    #[schema(example = "Europe/Berlin")]
     timezone: Option<String>,
+    /// How many instants, 1-100 (default 10).
+    #[schema(minimum = 1, maximum = 100, example = 3)]
     count: Option<usize>,
 }
 
 /// The instants, in UTC and in the zone.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Preview {
     schedule: String,
     timezone: String,
+    /// RFC 3339, UTC.
     fires: Vec<String>,
+    /// The same instants with the zone's offset.
     fires_local: Vec<String>,
 }
 
+/// The next fire instants of a schedule in a time zone, from now (Redis clock).
+#[utoipa::path(post, path = "/schedule/preview", operation_id = "preview_schedule", tag = "schedule",
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "The instants", body = Preview),
+        (status = 400, description = "Invalid schedule, zone or count", body = super::schema::ErrorBody),
+    ),
+    security(("read_token" = []), ("admin_token" = [])))]
 pub async fn preview(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<PreviewBody>,

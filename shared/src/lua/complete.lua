@@ -57,6 +57,9 @@ for i = 2, #ARGV, 12 do
     else
       local status = outcome
       if outcome == 'fatal' then status = 'failed' end
+      if outcome == 'cancelled' then
+        err = redis.call('HGET', rk, 'cancel') or err
+      end
       local verdict = 'final'
       if failure and max_attempts > 1 then
         status = 'dead'

@@ -2,26 +2,39 @@
 -- holder and is the fencing token `fire.lua` checks (invariant 2 with many replicas).
 -- KEYS[1] group prefix
 -- ARGV[1] replica id, ARGV[2] ttl ms, ARGV[3] "acquire" | "release",
--- ARGV[4] how long the lease must have been expired before we take it (0 when we are the
--- group's chosen replica)
--- Returns {epoch held (0 = not ours), holder, expires}.
+-- ARGV[4] "1" when this replica is the one chosen for the group, "0" otherwise
+-- A lease moves only when it is free or expired; an unchosen replica takes an expired one
+-- only after a further ttl (the chosen one may just be starting). A chosen replica finding
+-- the lease held by another records itself in `want`; the holder hands the lease over on its
+-- next renewal. A replica that died never asks, so its groups are never handed to it.
+-- Returns {epoch held (0 = not ours), holder, expires, want}.
 local P = KEYS[1]
-local me, ttl, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local me, ttl, mode, chosen = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1'
 local key = P .. 'lease'
 local now = now_ms()
-local l = redis.call('HMGET', key, 'owner', 'epoch', 'expires')
-local owner, epoch, expires = l[1] or '', tonumber(l[2] or '0'), tonumber(l[3] or '0')
+local l = redis.call('HMGET', key, 'owner', 'epoch', 'expires', 'want')
+local owner, epoch, expires, want = l[1] or '', tonumber(l[2] or '0'), tonumber(l[3] or '0'), l[4] or ''
 if mode == 'release' then
   if owner == me then redis.call('HSET', key, 'owner', '', 'expires', 0) end
-  return {0, '', 0}
+  return {0, '', 0, want}
 end
 if owner == me and expires >= now then
   redis.call('HSET', key, 'expires', now + ttl)
-  return {epoch, me, now + ttl}
+  return {epoch, me, now + ttl, want}
 end
-if owner == '' or expires + tonumber(ARGV[4]) < now then
+local grace = 0
+if not chosen then grace = ttl end
+if owner == '' or expires + grace < now then
   epoch = redis.call('HINCRBY', key, 'epoch', 1)
   redis.call('HSET', key, 'owner', me, 'expires', now + ttl)
-  return {epoch, me, now + ttl}
+  if want == me then
+    redis.call('HDEL', key, 'want')
+    want = ''
+  end
+  return {epoch, me, now + ttl, want}
 end
-return {0, owner, expires}
+if chosen and want ~= me then
+  redis.call('HSET', key, 'want', me)
+  want = me
+end
+return {0, owner, expires, want}

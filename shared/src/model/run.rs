@@ -131,6 +131,9 @@ pub struct Run {
     pub retry_at: Option<i64>,
     /// Stream entry id (for `XPENDING`/`XRANGE` inspection).
     pub entry: Option<String>,
+    /// The scheduler replica and lease epoch that fired it (`<replica>|<epoch>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fired_by: Option<String>,
     /// Shard index of a sharded job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<u32>,
@@ -181,6 +184,7 @@ impl Run {
             params: opt_json("params"),
             retry_at: opt_num("retry_at"),
             entry: opt("entry").cloned(),
+            fired_by: opt("fired_by").cloned(),
             shard: opt_num("shard").map(|v| v as u32),
             shards: opt_num("shards").map(|v| v as u32),
             shard_param: opt_json("shard_param"),
