@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use dotjob_shared::events::Event;
-use dotjob_shared::model::job::{ConcurrencyPolicy, JobSpec};
+use dotjob_shared::model::job::ConcurrencyPolicy;
 use dotjob_shared::schedule::Schedule;
 use dotjob_shared::{Redis, scripts};
 use futures::StreamExt;
@@ -27,19 +27,47 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::lease::Leases;
-use crate::plan::plan;
+use crate::plan::{Rules, plan};
 
 /// Most due jobs taken per pass.
-const DUE_BATCH: usize = 1_000;
+const DUE_BATCH: usize = 2_000;
 /// Most ticks per `fire.lua` call.
 const FIRE_CHUNK: usize = 500;
 /// Longest sleep between passes, so a missed wake-up costs at most this much.
 const MAX_SLEEP: Duration = Duration::from_secs(2);
 
-/// A cached job definition with its parsed schedule.
+/// What firing needs of a job: read with one `HMGET` of these fields, not the whole
+/// definition (params and the rest are the workers' business).
+const FIRE_FIELDS: [&str; 9] = [
+    "version",
+    "enabled",
+    "schedule",
+    "timezone",
+    "created_at",
+    "misfire_policy",
+    "misfire_threshold_ms",
+    "catch_up_limit",
+    "concurrency",
+];
+
+/// A cached firing view of a job.
 struct Cached {
-    spec: JobSpec,
-    schedule: Option<(Schedule, Tz)>,
+    version: u64,
+    enabled: bool,
+    rules: Rules,
+    policy: ConcurrencyPolicy,
+    /// Parsed schedule and zone, shared by every job with the same pair; `None` = by hand.
+    schedule: Option<Arc<(Schedule, Tz)>>,
+}
+
+/// A `fire.lua` call under way.
+type FireCall<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = dotjob_shared::Result<Option<u64>>> + Send + 'a>,
+>;
+
+/// Reads a unit enum stored as its bare snake_case name.
+fn word<T: serde::de::DeserializeOwned>(v: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(v.to_owned())).ok()
 }
 
 /// Scheduler tunables.
@@ -57,6 +85,9 @@ pub struct EngineSettings {
     pub executor_timeout: Duration,
     /// Time-to-live of group leases: a dead replica's groups move after about this long.
     pub lease: Duration,
+    /// How early ticks of jobs that allow overlap are enqueued; workers hold them and start
+    /// each at its instant on the Redis clock. Zero fires at the instant.
+    pub fire_ahead: Duration,
 }
 
 impl Default for EngineSettings {
@@ -68,15 +99,20 @@ impl Default for EngineSettings {
             housekeeping: Duration::from_secs(10),
             executor_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(5),
+            fire_ahead: Duration::from_secs(2),
         }
     }
 }
+
+/// Parsed schedules by (schedule text, time zone name).
+type ScheduleCache = lru::LruCache<(String, String), Arc<(Schedule, Tz)>>;
 
 /// The scheduling side of a scheduler process.
 pub struct Engine {
     redis: Redis,
     settings: EngineSettings,
     cache: Mutex<lru::LruCache<String, Arc<Cached>>>,
+    schedules: Mutex<ScheduleCache>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     leases: Arc<Leases>,
     stop: CancellationToken,
@@ -94,6 +130,9 @@ impl Engine {
         Arc::new(Self {
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(settings.cache_size.max(1)).unwrap_or(NonZeroUsize::MIN),
+            )),
+            schedules: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(4_096).unwrap_or(NonZeroUsize::MIN),
             )),
             wakers: Mutex::default(),
             stop: CancellationToken::new(),
@@ -222,6 +261,8 @@ impl Engine {
                     }
                     Err(e) => {
                         failures += 1;
+                        metrics::counter!("dotjob_schedule_pass_errors_total", "group" => group.clone())
+                            .increment(1);
                         if failures == 1 || failures.is_multiple_of(30) {
                             warn!(group, error = %e, failures, "scheduling pass failed; retrying");
                         }
@@ -240,9 +281,9 @@ impl Engine {
         }
     }
 
-    /// The definitions of a pass's due jobs at the versions `due.lua` reported: from the
-    /// cache, and the misses with one pipelined read. A job missing from Redis maps to
-    /// `None`; an unreadable one to its error message.
+    /// The firing views of a pass's due jobs at the versions `due.lua` reported: from the
+    /// cache, and the misses with one pipelined `HMGET` each. A job missing from Redis maps
+    /// to `None`; an unreadable one to its error message.
     async fn jobs(
         &self,
         c: &mut dotjob_shared::conn::Conn,
@@ -253,7 +294,7 @@ impl Engine {
         let mut misses = Vec::new();
         if let Ok(mut cache) = self.cache.lock() {
             for (id, _, version) in due {
-                match cache.get(id).filter(|c| c.spec.version == *version) {
+                match cache.get(id).filter(|c| c.version == *version) {
                     Some(hit) => {
                         out.insert(id.clone(), Ok(hit.clone()));
                     }
@@ -267,30 +308,73 @@ impl Engine {
         let keys = self.redis.keys();
         let mut pipe = redis::pipe();
         for id in &misses {
-            pipe.hgetall(keys.job(group, id));
+            pipe.cmd("HMGET")
+                .arg(keys.job(group, id))
+                .arg(&FIRE_FIELDS[..]);
         }
-        let rows: Vec<HashMap<String, String>> = pipe.query_async(c).await?;
-        let mut cache = self.cache.lock().ok();
+        let rows: Vec<Vec<Option<String>>> = pipe.query_async(c).await?;
         for (id, fields) in misses.into_iter().zip(rows) {
-            if fields.is_empty() {
+            if fields.iter().all(Option::is_none) {
                 continue;
             }
-            let parsed = JobSpec::from_fields(&keys.job(group, id), &fields).and_then(|spec| {
-                let schedule = spec.parsed_schedule()?;
-                Ok(Arc::new(Cached { spec, schedule }))
-            });
-            let entry = match parsed {
+            let entry = match self.parse(&fields) {
                 Ok(job) => {
-                    if let Some(cache) = cache.as_mut() {
+                    let job = Arc::new(job);
+                    if let Ok(mut cache) = self.cache.lock() {
                         cache.put(id.to_owned(), job.clone());
                     }
                     Ok(job)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(format!("{}: {e}", keys.job(group, id))),
             };
             out.insert(id.to_owned(), entry);
         }
         Ok(out)
+    }
+
+    /// A firing view from [`FIRE_FIELDS`] values.
+    fn parse(&self, f: &[Option<String>]) -> Result<Cached, String> {
+        let get = |i: usize| f.get(i).and_then(Option::as_deref).unwrap_or("");
+        let num = |i: usize| -> Result<i64, String> {
+            get(i)
+                .parse()
+                .map_err(|_| format!("field {} is not a number", FIRE_FIELDS[i]))
+        };
+        let schedule = match get(2) {
+            "" => None,
+            s => {
+                let key = (s.to_owned(), get(3).to_owned());
+                let hit = self
+                    .schedules
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.get(&key).cloned());
+                match hit {
+                    Some(parsed) => Some(parsed),
+                    None => {
+                        let sched = Schedule::parse(s)?;
+                        let tz = dotjob_shared::schedule::parse_timezone(get(3))?;
+                        let parsed = Arc::new((sched, tz));
+                        if let Ok(mut c) = self.schedules.lock() {
+                            c.put(key, parsed.clone());
+                        }
+                        Some(parsed)
+                    }
+                }
+            }
+        };
+        Ok(Cached {
+            version: num(0)? as u64,
+            enabled: get(1) == "true",
+            schedule,
+            rules: Rules {
+                created_at: num(4)?,
+                misfire_policy: word(get(5)).ok_or("bad misfire_policy")?,
+                misfire_threshold_ms: num(6)? as u64,
+                catch_up_limit: num(7)? as u32,
+            },
+            policy: word(get(8)).ok_or("bad concurrency")?,
+        })
     }
 
     /// Fires what is due in `group`; returns how long to sleep (zero after losing the lease).
@@ -298,17 +382,21 @@ impl Engine {
         let prefix = self.redis.keys().group_prefix(group);
         loop {
             let mut c = self.redis.conn().await?;
+            let ahead = self.settings.fire_ahead.as_millis() as i64;
             let (now, next, due): (String, String, Vec<String>) = scripts::DUE
                 .key(&prefix)
                 .arg(DUE_BATCH)
+                .arg(ahead)
                 .invoke_async(&mut c)
                 .await?;
             let replied = Instant::now();
             let now: i64 = now.parse().unwrap_or_default();
+            let until = |at: i64| {
+                Duration::from_millis((at - now).max(0) as u64).saturating_sub(replied.elapsed())
+            };
             if due.is_empty() {
                 let wait = match next.parse::<f64>() {
-                    Ok(n) => Duration::from_millis((n as i64 - now).max(0) as u64)
-                        .saturating_sub(replied.elapsed()),
+                    Ok(n) => until(n as i64 - ahead),
                     Err(_) => MAX_SLEEP,
                 };
                 return Ok(wait.min(MAX_SLEEP));
@@ -316,6 +404,10 @@ impl Engine {
             let mut args: Vec<String> = Vec::new();
             let mut ticks_in_call = 0;
             let mut fired = 0u64;
+            // One fire call in flight while the next chunk is planned: the Redis work of one
+            // chunk overlaps the cron arithmetic of the next.
+            let mux = redis::aio::MultiplexedConnection::clone(&c);
+            let mut in_flight: Option<FireCall<'_>> = None;
             let rows: Vec<(String, i64, u64)> = due
                 .chunks(3)
                 .filter_map(|row| match row {
@@ -328,14 +420,28 @@ impl Engine {
                 })
                 .collect();
             let defs = self.jobs(&mut c, group, &rows).await?;
+            // Jobs with an overlap policy decide at their instant, not ahead of it.
+            let mut deferred: Option<i64> = None;
             for (id, score, version) in &rows {
                 let (id, score, version) = (id, *score, *version);
                 let mut options = "a0".to_owned();
+                if let Some(Ok(job)) = defs.get(id)
+                    && job.policy != ConcurrencyPolicy::Allow
+                    && score > now
+                {
+                    deferred = Some(deferred.map_or(score, |d: i64| d.min(score)));
+                    continue;
+                }
                 let (fire, skip, next) = match defs.get(id) {
-                    Some(Ok(job)) => match &job.schedule {
-                        Some((sched, tz)) if job.spec.enabled => {
-                            let p = plan(&job.spec, sched, *tz, score, now);
-                            let policy = match job.spec.concurrency {
+                    Some(Ok(job)) => match job.schedule.as_deref() {
+                        Some((sched, tz)) if job.enabled => {
+                            let horizon = if job.policy == ConcurrencyPolicy::Allow {
+                                now + ahead
+                            } else {
+                                now
+                            };
+                            let p = plan(&job.rules, sched, *tz, score, now, horizon);
+                            let policy = match job.policy {
                                 ConcurrencyPolicy::Allow => 'a',
                                 ConcurrencyPolicy::Forbid => 'f',
                                 ConcurrencyPolicy::Replace => 'r',
@@ -362,16 +468,31 @@ impl Engine {
                 args.extend(fire.iter().map(i64::to_string));
                 args.extend(skip.map(|s| format!("~{s}")));
                 if ticks_in_call >= FIRE_CHUNK {
-                    match self.fire(&mut c, &prefix, group, fence, &args).await? {
-                        Some(n) => fired += n,
-                        None => return Ok(Duration::ZERO),
+                    if let Some(prev) = in_flight.take() {
+                        match prev.await? {
+                            Some(n) => fired += n,
+                            None => return Ok(Duration::ZERO),
+                        }
                     }
-                    args.clear();
+                    let chunk = std::mem::take(&mut args);
+                    in_flight = Some(Box::pin(self.fire(
+                        mux.clone(),
+                        &prefix,
+                        group,
+                        fence,
+                        chunk,
+                    )));
                     ticks_in_call = 0;
                 }
             }
+            if let Some(prev) = in_flight.take() {
+                match prev.await? {
+                    Some(n) => fired += n,
+                    None => return Ok(Duration::ZERO),
+                }
+            }
             if !args.is_empty() {
-                match self.fire(&mut c, &prefix, group, fence, &args).await? {
+                match self.fire(mux.clone(), &prefix, group, fence, args).await? {
                     Some(n) => fired += n,
                     None => return Ok(Duration::ZERO),
                 }
@@ -380,24 +501,31 @@ impl Engine {
                 metrics::counter!("dotjob_ticks_fired_total", "group" => group.to_owned())
                     .increment(fired);
             }
+            if let Some(at) = deferred
+                && fired == 0
+            {
+                // Only jobs waiting for their exact instant are left in the window.
+                return Ok(until(at).min(MAX_SLEEP));
+            }
         }
     }
 
     async fn fire(
         &self,
-        c: &mut dotjob_shared::conn::Conn,
+        mut c: redis::aio::MultiplexedConnection,
         prefix: &str,
         group: &str,
         fence: &str,
-        args: &[String],
+        args: Vec<String>,
     ) -> dotjob_shared::Result<Option<u64>> {
-        let (status, fired, stale, _runs): (String, u64, u64, Vec<String>) = scripts::FIRE
+        let (status, fired, stale): (String, u64, u64) = scripts::FIRE
             .key(prefix)
             .arg(group)
             .arg(fence)
             .arg(self.redis.keys().events())
+            .arg(self.settings.fire_ahead.as_millis() as u64)
             .arg(args)
-            .invoke_async(c)
+            .invoke_async(&mut c)
             .await?;
         if status == "fenced" {
             warn!(

@@ -273,6 +273,12 @@ impl Leases {
                 next = next.min(wait);
             }
         }
+        let held = self
+            .groups
+            .lock()
+            .map(|g| g.values().filter(|l| l.epoch.is_some()).count())
+            .unwrap_or(0);
+        metrics::gauge!("dotjob_scheduler_groups_held").set(held as f64);
         Ok(next)
     }
 

@@ -76,6 +76,7 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
             housekeeping: cli.housekeeping_interval,
             executor_timeout: cli.executor_timeout,
             lease: std::time::Duration::from_millis(cli.scheduler_lease_ms),
+            fire_ahead: std::time::Duration::from_millis(cli.fire_ahead_ms),
             ..EngineSettings::default()
         },
         embedded_worker: cli.embedded_group().map(|g| {
@@ -88,7 +89,8 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
     };
     eprintln!(
         "dotjob-scheduler: admin API and console on http://{}/ (Redis {})",
-        cli.listen, cfg.url
+        cli.listen,
+        dotjob_shared::config::redacted_url(&cfg.url)
     );
     dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()).await
 }

@@ -9,6 +9,30 @@
 
 use chrono_tz::Tz;
 use dotjob_shared::model::job::{JobSpec, MisfirePolicy};
+
+/// The parts of a job definition the misfire rules read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// Creation instant: the anchor of `@every`.
+    pub created_at: i64,
+    /// How late a tick may fire before it counts as missed.
+    pub misfire_threshold_ms: u64,
+    /// What to do with missed ticks.
+    pub misfire_policy: MisfirePolicy,
+    /// Most missed ticks `catch_up` fires.
+    pub catch_up_limit: u32,
+}
+
+impl From<&JobSpec> for Rules {
+    fn from(s: &JobSpec) -> Self {
+        Self {
+            created_at: s.created_at,
+            misfire_threshold_ms: s.misfire_threshold_ms,
+            misfire_policy: s.misfire_policy,
+            catch_up_limit: s.catch_up_limit,
+        }
+    }
+}
 use dotjob_shared::schedule::Schedule;
 
 /// Most ticks of one job fired per scheduling pass when catching up within the threshold.
@@ -63,8 +87,9 @@ fn last_ticks(sched: &Schedule, tz: Tz, anchor: i64, score: i64, now: i64, k: us
     }
 }
 
-/// Plans a due job whose schedule score is `score`, at Redis time `now`.
-pub fn plan(spec: &JobSpec, sched: &Schedule, tz: Tz, score: i64, now: i64) -> Plan {
+/// Plans a due job whose schedule score is `score`, at Redis time `now`. Ticks up to
+/// `horizon` (`now`, or later when firing ahead) are fired in this pass.
+pub fn plan(spec: &Rules, sched: &Schedule, tz: Tz, score: i64, now: i64, horizon: i64) -> Plan {
     let anchor = spec.created_at;
     let late = now - score;
     if late <= spec.misfire_threshold_ms as i64 {
@@ -74,7 +99,7 @@ pub fn plan(spec: &JobSpec, sched: &Schedule, tz: Tz, score: i64, now: i64) -> P
             tz,
             anchor,
             score,
-            now,
+            horizon.max(now),
             MAX_TICKS_PER_PASS - 1,
         ));
         let last = *fire.last().unwrap_or(&score);
@@ -111,7 +136,7 @@ mod tests {
 
     const T0: i64 = 1_790_000_000_000; // a whole second
 
-    fn job(schedule: &str, policy: &str, threshold_ms: u64) -> (JobSpec, Schedule) {
+    fn job(schedule: &str, policy: &str, threshold_ms: u64) -> (Rules, Schedule) {
         let input = JobInput::from_json(
             serde_json::json!({
                 "name": "j", "handler": "h", "schedule": schedule,
@@ -124,22 +149,30 @@ mod tests {
         .unwrap();
         let spec = input.into_spec(None, "01j", T0 - 60_000).unwrap();
         let sched = Schedule::parse(schedule).unwrap();
-        (spec, sched)
+        (Rules::from(&spec), sched)
     }
 
     #[test]
     fn on_time_fires_the_tick() {
         let (j, s) = job("*/1 * * * * *", "fire_once", 30_000);
-        let p = plan(&j, &s, Tz::UTC, T0, T0 + 3);
+        let p = plan(&j, &s, Tz::UTC, T0, T0 + 3, T0 + 3);
         assert_eq!(p.fire, vec![T0]);
         assert_eq!(p.next, Some(T0 + 1_000));
+    }
+
+    #[test]
+    fn firing_ahead_takes_the_ticks_up_to_the_horizon() {
+        let (j, s) = job("*/1 * * * * *", "fire_once", 30_000);
+        let p = plan(&j, &s, Tz::UTC, T0, T0 - 800, T0 + 2_500);
+        assert_eq!(p.fire, vec![T0, T0 + 1_000, T0 + 2_000]);
+        assert_eq!(p.next, Some(T0 + 3_000));
     }
 
     #[test]
     fn late_within_threshold_fires_every_tick() {
         let (j, s) = job("*/1 * * * * *", "skip", 30_000);
         // Down for 10 s: the first missed tick is 10 s late, within 30 s.
-        let p = plan(&j, &s, Tz::UTC, T0, T0 + 9_500);
+        let p = plan(&j, &s, Tz::UTC, T0, T0 + 9_500, T0 + 9_500);
         assert_eq!(p.fire.len(), 10);
         assert_eq!(p.fire[9], T0 + 9_000);
         assert_eq!(p.next, Some(T0 + 10_000));
@@ -149,17 +182,17 @@ mod tests {
     fn beyond_threshold_the_policy_decides() {
         let now = T0 + 9_500; // ticks T0 .. T0+9s missed (10 ticks), oldest 9.5 s late
         let (j, s) = job("*/1 * * * * *", "fire_once", 5_000);
-        let p = plan(&j, &s, Tz::UTC, T0, now);
+        let p = plan(&j, &s, Tz::UTC, T0, now, now);
         assert_eq!(p.fire, vec![T0 + 9_000]);
         assert_eq!(p.next, Some(T0 + 10_000));
 
         let (j, s) = job("*/1 * * * * *", "skip", 5_000);
-        let p = plan(&j, &s, Tz::UTC, T0, now);
+        let p = plan(&j, &s, Tz::UTC, T0, now, now);
         assert!(p.fire.is_empty());
         assert_eq!(p.skip, Some(T0 + 9_000));
 
         let (j, s) = job("*/1 * * * * *", "catch_up", 5_000);
-        let p = plan(&j, &s, Tz::UTC, T0, now);
+        let p = plan(&j, &s, Tz::UTC, T0, now, now);
         assert_eq!(p.fire.len(), 10);
         assert_eq!(p.fire[0], T0);
     }
@@ -168,11 +201,11 @@ mod tests {
     fn catch_up_is_bounded_and_cheap_after_a_long_outage() {
         let (j, s) = job("*/1 * * * * *", "catch_up", 5_000);
         let now = T0 + 86_400_000; // a day of per-second ticks
-        let p = plan(&j, &s, Tz::UTC, T0, now);
+        let p = plan(&j, &s, Tz::UTC, T0, now, now);
         assert_eq!(p.fire.len(), 100);
         assert_eq!(*p.fire.last().unwrap(), now);
         let (j, s) = job("@hourly", "fire_once", 5_000);
-        let p = plan(&j, &s, Tz::UTC, T0 - (T0 % 3_600_000), now);
+        let p = plan(&j, &s, Tz::UTC, T0 - (T0 % 3_600_000), now, now);
         assert_eq!(p.fire.len(), 1);
         assert!(p.fire[0] <= now && now - p.fire[0] < 3_600_000);
     }

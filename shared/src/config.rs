@@ -10,6 +10,34 @@ use crate::error::{Error, Result};
 /// Default Redis address.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
+/// `url` with any password replaced by `***`, for logs.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split_once(':').map_or("", |(u, _)| u);
+            if creds.contains(':') {
+                format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            } else {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        use super::redacted_url as r;
+        assert_eq!(r("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(r("redis://:s3cret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(r("rediss://app:s3cret@h:6380"), "rediss://app:***@h:6380");
+        assert_eq!(r("redis://token@h"), "redis://***@h");
+    }
+}
+
 /// Redis connection settings.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RedisArgs {

@@ -146,8 +146,10 @@ impl Store {
         let mut out: Vec<ExecutorView> = regs
             .into_iter()
             .map(|(id, json)| {
-                let registration = serde_json::from_str::<serde_json::Map<String, Value>>(&json)
-                    .unwrap_or_default();
+                let mut registration =
+                    serde_json::from_str::<serde_json::Map<String, Value>>(&json)
+                        .unwrap_or_default();
+                registration.remove("id"); // shown once, from the key
                 let lease = registration
                     .get("lease_ms")
                     .and_then(Value::as_i64)

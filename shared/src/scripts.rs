@@ -56,6 +56,8 @@ pub fn all() -> Vec<(&'static str, &'static Script)> {
         ("reap.lua", &REAP),
         ("lease.lua", &LEASE),
         ("cancel.lua", &CANCEL),
+        ("mark.lua", &MARK),
+        ("recheck.lua", &RECHECK),
     ]
 }
 
@@ -74,3 +76,5 @@ script!(TRIM_STREAM, "trim_stream.lua");
 script!(REAP, "reap.lua");
 script!(LEASE, "lease.lua");
 script!(CANCEL, "cancel.lua");
+script!(MARK, "mark.lua");
+script!(RECHECK, "recheck.lua");

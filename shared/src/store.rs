@@ -300,6 +300,30 @@ impl Store {
             }
             None => String::new(),
         };
+        let runs = self.enqueue(id, &params, kind, parent_run, 1).await?;
+        runs.into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+    }
+
+    /// Enqueues `count` runs of a job at once (bulk loads, benchmarks); the job must allow
+    /// overlapping runs. Returns how many were enqueued.
+    pub async fn trigger_many(&self, id: &str, count: u64, kind: &str) -> Result<u64> {
+        if count == 0 || count > 10_000 {
+            return Err(Error::invalid("count", "must be between 1 and 10000"));
+        }
+        self.enqueue(id, "", kind, None, count).await?;
+        Ok(count)
+    }
+
+    async fn enqueue(
+        &self,
+        id: &str,
+        params: &str,
+        kind: &str,
+        parent_run: Option<&str>,
+        count: u64,
+    ) -> Result<Vec<String>> {
         let group = self
             .job_group(id)
             .await?
@@ -313,6 +337,7 @@ impl Store {
             .arg(kind)
             .arg(parent_run.unwrap_or(""))
             .arg(self.redis.keys().events())
+            .arg(count)
             .invoke_async(&mut c)
             .await
             .map_err(|e| script_error(e, &format!("job {id}")))
@@ -536,9 +561,13 @@ impl Store {
             .invoke_async(&mut c)
             .await?;
         match outcome.as_str() {
-            "cancelled" | "cancelling" => self.get_run(run_id).await,
+            // Cancelling a cancelled run changes nothing and is not an error.
+            "cancelled" | "cancelling" | "final:cancelled" => self.get_run(run_id).await,
             "" => Err(Error::NotFound(format!("run {run_id}"))),
-            st => Err(Error::Conflict(format!("run {run_id} is already {st}"))),
+            st => Err(Error::Conflict(format!(
+                "run {run_id} is already {}",
+                st.trim_start_matches("final:")
+            ))),
         }
     }
 

@@ -38,8 +38,12 @@ async fn entries_per_tick(url: &str, prefix: &str, group: &str) -> HashMap<(Stri
             return out;
         };
         for (_, f) in rows {
-            *out.entry((f["job"].clone(), f["at"].parse().unwrap()))
-                .or_insert(0) += 1;
+            let run = &f["run"];
+            let job = dotjob_shared::model::run::job_of_run(run)
+                .unwrap()
+                .to_owned();
+            let at = dotjob_shared::model::run::RunIdShape::of(run).tick.unwrap();
+            *out.entry((job, at)).or_insert(0) += 1;
         }
         start = format!("({last}");
     }
@@ -109,7 +113,11 @@ async fn pause_all(api: &Api, jobs: &[String]) {
 async fn killing_the_lease_holder_every_5s_loses_no_tick_and_fires_none_twice() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let env = [("DOTJOB_SCHEDULER_LEASE_MS", "3000")];
+    // Firing ahead would hide the failovers this test is about.
+    let env = [
+        ("DOTJOB_SCHEDULER_LEASE_MS", "3000"),
+        ("DOTJOB_FIRE_AHEAD_MS", "0"),
+    ];
     let mut scheds: Vec<(Proc, String)> = (0..3)
         .map(|_| spawn_scheduler(&url, "dotjob", &env))
         .collect();
@@ -254,11 +262,12 @@ async fn fire(
     job: &dotjob_shared::model::job::JobSpec,
     tick: i64,
 ) -> (String, u64) {
-    let (status, fired, _, _): (String, u64, u64, Vec<String>) = dotjob_shared::scripts::FIRE
+    let (status, fired, _): (String, u64, u64) = dotjob_shared::scripts::FIRE
         .key(prefix)
         .arg("fc")
         .arg(token)
         .arg("events")
+        .arg(0)
         .arg(&job.id)
         .arg(tick)
         .arg(tick + 1_000)
@@ -328,7 +337,9 @@ async fn a_fire_with_a_stale_fencing_token_is_refused_and_writes_nothing() {
 async fn misfire_policies_after_every_scheduler_was_down_for_10s() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let (mut s, base) = spawn_scheduler(&url, "dotjob", &[]);
+    // Ticks fired ahead before the outage would shorten the gap this test measures.
+    let ahead = [("DOTJOB_FIRE_AHEAD_MS", "0")];
+    let (mut s, base) = spawn_scheduler(&url, "dotjob", &ahead);
     let api = Api::new(&base);
     api.wait_ready().await;
     let mut jobs: BTreeMap<&str, String> = BTreeMap::new();
@@ -350,7 +361,7 @@ async fn misfire_policies_after_every_scheduler_was_down_for_10s() {
     s.kill9();
     let down_from = now_ms();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (_s2, base) = spawn_scheduler(&url, "dotjob", &[]);
+    let (_s2, base) = spawn_scheduler(&url, "dotjob", &ahead);
     let up_at = now_ms();
     let api = Api::new(&base);
     api.wait_ready().await;
@@ -640,6 +651,8 @@ async fn a_scheduler_with_a_skewed_host_clock_fires_on_the_redis_clock() {
     let redis = RedisServer::start();
     let url = redis.url();
     for (i, skew) in ["+10m", "-10m"].iter().enumerate() {
+        // The skewed process both schedules and (embedded worker) executes the job.
+        let group = format!("skew{i}");
         let (mut s, base) = spawn_scheduler(
             &url,
             "dotjob",
@@ -647,6 +660,8 @@ async fn a_scheduler_with_a_skewed_host_clock_fires_on_the_redis_clock() {
                 ("LD_PRELOAD", LIBFAKETIME),
                 ("FAKETIME", skew),
                 ("DONT_FAKE_MONOTONIC", "1"),
+                ("DOTJOB_EMBEDDED_WORKER", &group),
+                ("DOTJOB_SHELL_ALLOW", "true"),
             ],
         );
         let api = Api::new(&base);
@@ -663,10 +678,8 @@ async fn a_scheduler_with_a_skewed_host_clock_fires_on_the_redis_clock() {
             "the scheduler's clock is not skewed ({drift} ms)"
         );
         let j = api
-            .create_job(
-                &json!({"name": format!("skew{i}"), "group": format!("skew{i}"), "handler": "noop",
-                "schedule": "*/1 * * * * *"}),
-            )
+            .create_job(&json!({"name": group, "group": group, "handler": "shell",
+                "schedule": "*/1 * * * * *", "params": {"command": ["true"]}}))
             .await;
         let next = ms(&j["next_fire_at"]);
         assert!(
@@ -674,18 +687,32 @@ async fn a_scheduler_with_a_skewed_host_clock_fires_on_the_redis_clock() {
             "next fire not on the Redis clock: {j}"
         );
         let id = j["id"].as_str().unwrap().to_owned();
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
         api.call("POST", &format!("/jobs/{id}/pause"), None)
             .await
             .unwrap();
-        let runs = api.runs(&id).await;
-        assert!(runs.len() >= 4, "{skew}: {} runs in 5 s", runs.len());
+        let runs = wait_for("the runs to finish", Duration::from_secs(20), || {
+            let api = api.clone();
+            let id = id.clone();
+            async move {
+                let r = api.runs(&id).await;
+                r.iter().all(|r| r["status"] == "succeeded").then_some(r)
+            }
+        })
+        .await;
+        assert!(runs.len() >= 4, "{skew}: {} runs in 6 s", runs.len());
         every_second_once(&id, &runs);
         for r in &runs {
-            let lateness = ms(&r["enqueued_at"]) - ms(&r["scheduled_at"]);
+            // Enqueued at most the fire-ahead window (2 s) early, started at its tick.
+            let early = ms(&r["scheduled_at"]) - ms(&r["enqueued_at"]);
             assert!(
-                (0..500).contains(&lateness),
-                "{skew}: fired {lateness} ms off its tick: {r}"
+                early <= 2_500,
+                "{skew}: enqueued {early} ms before its tick: {r}"
+            );
+            let late = ms(&r["started_at"]) - ms(&r["scheduled_at"]);
+            assert!(
+                (0..500).contains(&late),
+                "{skew}: started {late} ms off its tick: {r}"
             );
         }
         s.kill9();

@@ -19,11 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dotjob_shared::Store;
 use dotjob_shared::conn::Redis;
 use dotjob_shared::events::Event;
 use dotjob_shared::keys::CONSUMER_GROUP;
-use dotjob_shared::model::job::{ConcurrencyPolicy, JobSpec};
+use dotjob_shared::model::job::ConcurrencyPolicy;
 use dotjob_shared::model::run::code;
 use dotjob_shared::scripts;
 use futures::StreamExt;
@@ -34,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::cache::JobCache;
+use crate::cache::{CachedJob, JobCache};
 use crate::handler::{Handler, HandlerError, LogBuffer, RunContext};
 
 /// Most entries read or claimed at once.
@@ -49,6 +48,12 @@ const RETRY_POLL: Duration = Duration::from_millis(200);
 const LOG_FLUSH: Duration = Duration::from_millis(500);
 /// Largest result stored on a run.
 const RESULT_MAX_BYTES: usize = 64 * 1024;
+/// Runs fired ahead of their tick are re-checked this long before it (recalled? changed?).
+const RECHECK_LEAD: i64 = 20;
+/// Most runs held waiting for their tick, per worker; beyond it the reader pauses.
+const WAIT_MAX: usize = 20_000;
+/// How long a first attempt runs before its record is marked `running`.
+const MARK_AFTER: Duration = Duration::from_millis(250);
 /// Started attempts interrupted by their executor's death after which a run is given up
 /// (a crash is not the handler's failure, but a run that kills every executor must stop).
 const POISON_AFTER: u32 = 5;
@@ -97,27 +102,46 @@ struct Delivery {
 }
 
 impl Delivery {
-    fn parse(entry: String, attempt: u32, fields: &HashMap<String, String>) -> Option<Self> {
+    /// Reads an entry's fields through `get`.
+    fn parse_with(
+        entry: String,
+        attempt: u32,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Option<Self> {
+        let run = get("run")?;
+        // The run id names the job and the tick; older entries also carried them as fields.
+        let job = match get("job") {
+            Some(j) => j,
+            None => dotjob_shared::model::run::job_of_run(&run)?.to_owned(),
+        };
+        let at = get("at")
+            .and_then(|a| a.parse().ok())
+            .or_else(|| dotjob_shared::model::run::RunIdShape::of(&run).tick)
+            .unwrap_or(0);
+        let shard = match (get("shard"), get("shards")) {
+            (Some(i), Some(n)) => Some((
+                i.parse().ok()?,
+                n.parse().ok()?,
+                get("sp")
+                    .and_then(|p| serde_json::from_str(&p).ok())
+                    .unwrap_or(Value::Null),
+            )),
+            _ => None,
+        };
         Some(Self {
-            run: fields.get("run")?.clone(),
-            job: fields.get("job")?.clone(),
-            version: fields.get("v")?.parse().ok()?,
-            at: fields.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
-            params: fields.get("p").and_then(|p| serde_json::from_str(p).ok()),
-            shard: match (fields.get("shard"), fields.get("shards")) {
-                (Some(i), Some(n)) => Some((
-                    i.parse().ok()?,
-                    n.parse().ok()?,
-                    fields
-                        .get("sp")
-                        .and_then(|p| serde_json::from_str(p).ok())
-                        .unwrap_or(Value::Null),
-                )),
-                _ => None,
-            },
+            job,
+            at,
+            run,
+            version: get("v")?.parse().ok()?,
+            params: get("p").and_then(|p| serde_json::from_str(&p).ok()),
+            shard,
             entry,
             attempt,
         })
+    }
+
+    fn parse(entry: String, attempt: u32, fields: &HashMap<String, String>) -> Option<Self> {
+        Self::parse_with(entry, attempt, |k| fields.get(k).cloned())
     }
 }
 
@@ -138,6 +162,8 @@ struct Done {
     error: String,
     /// The job has a concurrency policy: release its in-flight marker when final.
     guarded: bool,
+    /// When the attempt started (the record gets its Redis-clock time when sent).
+    started: Option<Instant>,
 }
 
 impl Done {
@@ -155,6 +181,7 @@ impl Done {
             result: String::new(),
             error: String::new(),
             guarded: false,
+            started: None,
         }
     }
 }
@@ -164,12 +191,20 @@ struct InFlight {
     run: String,
     /// Cancelled by a cancel request for this run.
     cancel: CancellationToken,
+    /// Its attempt number.
+    attempt: u32,
+    /// When its handler started (None while waiting for a slot).
+    started: Option<Instant>,
+    /// Whether its record says `running` yet (first attempts are marked only once they have
+    /// run for [`MARK_AFTER`]: a quick run goes from queued to final in one write).
+    marked: bool,
+    /// Its handler returned; only the recording is left.
+    finished: bool,
 }
 
 /// State shared by the worker's tasks.
 pub(crate) struct Engine {
     pub(crate) redis: Redis,
-    pub(crate) store: Store,
     pub(crate) group: String,
     pub(crate) id: String,
     pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
@@ -187,6 +222,18 @@ pub(crate) struct Engine {
     hard: CancellationToken,
     /// Set by an admin through the API: claim nothing new.
     disabled: AtomicBool,
+    /// The group and this executor's id, shared with every run's context.
+    group_name: Arc<str>,
+    id_name: Arc<str>,
+    /// The Redis clock as last read (ms) and when, to start runs fired ahead at their tick.
+    clock: Mutex<Option<(i64, Instant)>>,
+    /// Runs fired ahead, by (tick, arrival), until their tick.
+    waiting: Mutex<std::collections::BTreeMap<(i64, u64), Delivery>>,
+    waiting_seq: std::sync::atomic::AtomicU64,
+    waiting_changed: tokio::sync::Notify,
+    /// Metric handles, looked up once rather than per run.
+    durations: metrics::Histogram,
+    runs: Mutex<HashMap<&'static str, metrics::Counter>>,
 }
 
 /// Exponential reconnect delay: 100 ms doubling to 5 s.
@@ -206,6 +253,27 @@ impl Retry {
     fn reset(&mut self) {
         self.0 = Duration::from_millis(100);
     }
+}
+
+/// A stream id as (ms, seq), for ordering.
+fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// The lowest and highest of some stream ids.
+fn entry_range<'a>(ids: impl Iterator<Item = &'a str>) -> (&'a str, &'a str) {
+    let mut lo: Option<&str> = None;
+    let mut hi: Option<&str> = None;
+    for id in ids {
+        if lo.is_none_or(|l| id_key(id) < id_key(l)) {
+            lo = Some(id);
+        }
+        if hi.is_none_or(|h| id_key(id) > id_key(h)) {
+            hi = Some(id);
+        }
+    }
+    (lo.unwrap_or("0-0"), hi.unwrap_or("0-0"))
 }
 
 fn to_string(v: &RValue) -> String {
@@ -249,7 +317,6 @@ impl Engine {
         let keys = redis.keys().clone();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Arc::new(Self {
-            store: Store::new(redis.clone()),
             prefix: keys.group_prefix(&group),
             stream: keys.stream(&group),
             sem: Arc::new(Semaphore::new(settings.concurrency)),
@@ -260,6 +327,14 @@ impl Engine {
             stop: CancellationToken::new(),
             hard: CancellationToken::new(),
             disabled: AtomicBool::new(false),
+            clock: Mutex::new(None),
+            waiting: Mutex::default(),
+            waiting_seq: std::sync::atomic::AtomicU64::new(0),
+            waiting_changed: tokio::sync::Notify::new(),
+            group_name: group.as_str().into(),
+            id_name: id.as_str().into(),
+            durations: metrics::histogram!("dotjob_run_duration_seconds", "group" => group.clone()),
+            runs: Mutex::default(),
             redis,
             group,
             id,
@@ -280,10 +355,15 @@ impl Engine {
             .and_then(|mut r| r.take())
             .ok_or_else(|| anyhow::anyhow!("worker already started"))?;
         crate::registry::register(&self).await;
+        if let Ok(now) = self.redis.now_ms().await {
+            self.set_clock(now, Instant::now());
+        }
         let mut tasks = vec![
             tokio::spawn(self.clone().read_loop()),
             tokio::spawn(self.clone().claim_loop()),
             tokio::spawn(self.clone().heartbeat_loop()),
+            tokio::spawn(self.clone().mark_loop()),
+            tokio::spawn(self.clone().wait_loop()),
         ];
         if self.settings.events {
             tasks.push(tokio::spawn(self.clone().listen_loop()));
@@ -317,6 +397,153 @@ impl Engine {
         Ok(())
     }
 
+    /// The `dotjob_runs_total` counter of one status.
+    fn runs_counter(&self, status: &'static str) -> metrics::Counter {
+        let make = || metrics::counter!("dotjob_runs_total", "group" => self.group.clone(), "status" => status);
+        match self.runs.lock() {
+            Ok(mut m) => m.entry(status).or_insert_with(make).clone(),
+            Err(_) => make(),
+        }
+    }
+
+    /// The Redis clock now, estimated from the last reading and the monotonic clock.
+    fn redis_now(&self) -> Option<i64> {
+        self.clock
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .map(|(ms, at)| ms + at.elapsed().as_millis() as i64)
+    }
+
+    fn set_clock(&self, redis_ms: i64, read_at: Instant) {
+        if let Ok(mut c) = self.clock.lock() {
+            *c = Some((redis_ms, read_at));
+        }
+    }
+
+    /// The local instant at which the Redis clock reads `at_ms`.
+    fn instant_of(&self, at_ms: i64) -> Instant {
+        match self.clock.lock().ok().and_then(|c| *c) {
+            Some((ms, at)) if at_ms >= ms => at + Duration::from_millis((at_ms - ms) as u64),
+            _ => Instant::now(),
+        }
+    }
+
+    /// Sorts a read batch: runs whose tick has come go out now, runs fired ahead wait.
+    fn hold_for_tick(&self, batch: Vec<Delivery>) -> Vec<Delivery> {
+        let Some(now) = self.redis_now() else {
+            return batch;
+        };
+        let (due, later): (Vec<Delivery>, Vec<Delivery>) =
+            batch.into_iter().partition(|d| d.at <= now + 1);
+        if !later.is_empty() {
+            self.hold(&later);
+            if let Ok(mut w) = self.waiting.lock() {
+                for d in later {
+                    let seq = self.waiting_seq.fetch_add(1, Ordering::Relaxed);
+                    w.insert((d.at, seq), d);
+                }
+            }
+            self.waiting_changed.notify_one();
+        }
+        due
+    }
+
+    fn waiting_len(&self) -> usize {
+        self.waiting.lock().map(|w| w.len()).unwrap_or(0)
+    }
+
+    /// Starts runs fired ahead at their tick: re-checks them just before (recalled, or the
+    /// job changed?), then waits for the exact instant on the Redis clock.
+    async fn wait_loop(self: Arc<Self>) {
+        loop {
+            let first = self
+                .waiting
+                .lock()
+                .ok()
+                .and_then(|w| w.first_key_value().map(|((at, _), _)| *at));
+            let Some(first) = first else {
+                tokio::select! {
+                    () = self.waiting_changed.notified() => continue,
+                    () = self.stop.cancelled() => break,
+                }
+            };
+            let now = self.redis_now().unwrap_or(first);
+            if first - now > RECHECK_LEAD {
+                tokio::select! {
+                    () = tokio::time::sleep_until(self.instant_of(first - RECHECK_LEAD).into()) => {}
+                    () = self.waiting_changed.notified() => {}
+                    () = self.stop.cancelled() => break,
+                }
+                continue;
+            }
+            let batch: Vec<Delivery> = match self.waiting.lock() {
+                Ok(mut w) => {
+                    let keys: Vec<(i64, u64)> = w
+                        .range(..(now + RECHECK_LEAD + 1, 0))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    keys.iter().filter_map(|k| w.remove(k)).collect()
+                }
+                Err(_) => break,
+            };
+            // Dispatched now, a moment early: each execution waits for its instant itself, so
+            // at the tick only timers fire.
+            let batch = self.recheck(batch).await;
+            if !batch.is_empty() {
+                self.clone().dispatch_with_wait(batch).await;
+            }
+        }
+        // Shutting down: what waits for its tick is handed back.
+        let left: Vec<Delivery> = self
+            .waiting
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w).into_values().collect())
+            .unwrap_or_default();
+        for d in left {
+            self.send(Done {
+                outcome: "handback",
+                ..Done::skip(d.entry, d.run, d.job)
+            });
+        }
+    }
+
+    /// Drops recalled runs and raises the version of runs whose job changed since they were
+    /// fired, so the definition they start with is the current one.
+    async fn recheck(&self, batch: Vec<Delivery>) -> Vec<Delivery> {
+        if batch.is_empty() {
+            return batch;
+        }
+        let res: dotjob_shared::Result<Vec<String>> = async {
+            let mut inv = scripts::RECHECK.prepare_invoke();
+            inv.key(&self.prefix);
+            for d in &batch {
+                inv.arg(&d.run).arg(&d.job);
+            }
+            let mut c = self.redis.conn().await?;
+            Ok(inv.invoke_async(&mut c).await?)
+        }
+        .await;
+        let Ok(checks) = res else {
+            warn!("cannot re-check runs fired ahead; starting them as fired");
+            return batch;
+        };
+        let mut keep = Vec::with_capacity(batch.len());
+        for (mut d, pair) in batch.into_iter().zip(checks.chunks(2)) {
+            let [status, version] = pair else { continue };
+            if status != "queued" {
+                debug!(run = %d.run, status = %status, "run recalled before its tick");
+                self.send(Done::skip(d.entry, d.run, d.job));
+                continue;
+            }
+            if let Ok(v) = version.parse::<u64>() {
+                d.version = d.version.max(v);
+            }
+            keep.push(d);
+        }
+        keep
+    }
+
     fn is_disabled(&self) -> bool {
         self.disabled.load(Ordering::Relaxed)
     }
@@ -341,6 +568,12 @@ impl Engine {
             if self.is_disabled() {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    () = self.stop.cancelled() => break,
+                }
+            }
+            if self.waiting_len() >= WAIT_MAX {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(50)) => continue,
                     () = self.stop.cancelled() => break,
                 }
             }
@@ -385,12 +618,9 @@ impl Engine {
                     }
                     let mut batch = Vec::with_capacity(entries.len());
                     for e in entries {
-                        let fields: HashMap<String, String> = e
-                            .map
-                            .iter()
-                            .map(|(k, v)| (k.clone(), to_string(v)))
-                            .collect();
-                        match Delivery::parse(e.id.clone(), 1, &fields) {
+                        let parsed =
+                            Delivery::parse_with(e.id.clone(), 1, |k| e.map.get(k).map(to_string));
+                        match parsed {
                             Some(d) => batch.push(d),
                             None => {
                                 warn!(entry = %e.id, "malformed stream entry; acknowledging it");
@@ -398,7 +628,10 @@ impl Engine {
                             }
                         }
                     }
-                    self.clone().dispatch_with_wait(batch).await;
+                    let due = self.hold_for_tick(batch);
+                    if !due.is_empty() {
+                        self.clone().dispatch_with_wait(due).await;
+                    }
                 }
                 Err(e) if e.code() == Some("NOGROUP") => {
                     self.ensure_group().await;
@@ -540,6 +773,10 @@ impl Engine {
                 m.entry(d.entry.clone()).or_insert_with(|| InFlight {
                     run: d.run.clone(),
                     cancel: CancellationToken::new(),
+                    attempt: d.attempt,
+                    started: None,
+                    marked: d.attempt > 1,
+                    finished: false,
                 });
             }
         }
@@ -548,12 +785,25 @@ impl Engine {
     /// Marks a batch running and starts an execution per run.
     async fn dispatch(self: Arc<Self>, batch: Vec<Delivery>, permits: Vec<OwnedSemaphorePermit>) {
         self.hold(&batch);
-        // Definitions first: a run whose job was deleted is acknowledged, not run.
+        // Definitions first (one read for all the misses): a run whose job was deleted is
+        // acknowledged, not run.
+        let wanted: Vec<(&str, u64)> = batch.iter().map(|d| (d.job.as_str(), d.version)).collect();
+        let defs = match self.cache.get_many(&self.redis, &self.group, &wanted).await {
+            Ok(defs) => defs,
+            Err(e) => {
+                warn!(error = %e, "cannot load job definitions; the runs stay pending for a retry");
+                if let Ok(mut m) = self.inflight.lock() {
+                    for d in &batch {
+                        m.remove(&d.entry);
+                    }
+                }
+                return;
+            }
+        };
         let mut ready = Vec::with_capacity(batch.len());
         for d in batch {
-            match self.job(&d).await {
-                Some(Ok(job)) => ready.push((d, job)),
-                Some(Err(())) => {} // Redis unreachable: left pending, reclaimed later
+            match defs.get(&d.job).cloned().flatten() {
+                Some(job) => ready.push((d, job)),
                 None => {
                     debug!(run = %d.run, job = %d.job, "job deleted; acknowledging its run");
                     self.send(Done::skip(d.entry, d.run, d.job));
@@ -575,13 +825,13 @@ impl Engine {
                 self.send(Done {
                     outcome: "failed",
                     attempt: d.attempt,
-                    max_attempts: job.max_attempts,
+                    max_attempts: job.spec.max_attempts,
                     retry_delay_ms: None,
                     code: code::FAILED,
                     error: format!(
                         "its executors stopped during {POISON_AFTER} attempts; not running it again"
                     ),
-                    guarded: job.concurrency != ConcurrencyPolicy::Allow,
+                    guarded: job.spec.concurrency != ConcurrencyPolicy::Allow,
                     ..Done::skip(d.entry, d.run, d.job)
                 });
                 continue;
@@ -600,7 +850,7 @@ impl Engine {
     }
 
     /// Forgets entries this worker will not run now (they stay pending in Redis).
-    fn release(&self, ready: &[(Delivery, Arc<JobSpec>)]) {
+    fn release(&self, ready: &[(Delivery, Arc<CachedJob>)]) {
         if let Ok(mut m) = self.inflight.lock() {
             for (d, _) in ready {
                 m.remove(&d.entry);
@@ -608,30 +858,15 @@ impl Engine {
         }
     }
 
-    async fn job(&self, d: &Delivery) -> Option<Result<Arc<JobSpec>, ()>> {
-        match self
-            .cache
-            .get(&self.store, &self.group, &d.job, d.version)
-            .await
-        {
-            Ok(Some(j)) => Some(Ok(j)),
-            Ok(None) => None,
-            Err(e) => {
-                warn!(error = %e, "cannot load job definition");
-                if let Ok(mut m) = self.inflight.lock() {
-                    m.remove(&d.entry);
-                }
-                Some(Err(()))
-            }
-        }
-    }
-
+    /// Checks and marks runs `running` before they start. Only for attempts after the first
+    /// (retries and runs reclaimed from dead workers): their history and the poison check
+    /// need it. A first attempt starts at once; [`Engine::mark_loop`] marks it if it lasts.
     async fn mark_started(
         &self,
-        ready: &[(Delivery, Arc<JobSpec>)],
+        ready: &[(Delivery, Arc<CachedJob>)],
     ) -> dotjob_shared::Result<Vec<String>> {
-        if ready.is_empty() {
-            return Ok(vec![]);
+        if ready.iter().all(|(d, _)| d.attempt <= 1) {
+            return Ok(vec!["ok".to_owned(); ready.len()]);
         }
         let mut inv = scripts::START.prepare_invoke();
         inv.key(&self.prefix).arg(&self.id).arg(POISON_AFTER);
@@ -654,55 +889,66 @@ impl Engine {
 
     async fn execute(
         self: Arc<Self>,
-        d: Delivery,
-        job: Arc<JobSpec>,
+        mut d: Delivery,
+        job: Arc<CachedJob>,
         permit: OwnedSemaphorePermit,
     ) {
-        let cancel_req = self
+        if let Some(now) = self.redis_now()
+            && d.at > now
+        {
+            tokio::time::sleep_until(self.instant_of(d.at).into()).await;
+        }
+        let started = Instant::now();
+        // One token per run: a cancel request, the deadline and a hard shutdown all cancel it,
+        // and the handler sees it through its context.
+        let cancel = self
             .inflight
             .lock()
             .ok()
-            .and_then(|m| m.get(&d.entry).map(|f| f.cancel.clone()))
+            .and_then(|mut m| {
+                m.get_mut(&d.entry).map(|f| {
+                    f.started = Some(started);
+                    f.cancel.clone()
+                })
+            })
             .unwrap_or_default();
-        let ctx_cancel = CancellationToken::new();
         let log = Arc::new(Mutex::new(LogBuffer::default()));
         let ctx = RunContext {
             run_id: d.run.as_str().into(),
             job_id: d.job.as_str().into(),
-            job_name: job.name.as_str().into(),
-            group: self.group.as_str().into(),
+            job_name: job.name.clone(),
+            group: self.group_name.clone(),
             attempt: d.attempt,
-            max_attempts: job.max_attempts,
+            max_attempts: job.spec.max_attempts,
             scheduled_at_ms: d.at,
-            params: Arc::new(d.params.clone().unwrap_or_else(|| job.params.clone())),
-            shard: d.shard.clone(),
-            executor: self.id.as_str().into(),
-            cancel: ctx_cancel.clone(),
+            params: d.params.take().map_or_else(|| job.params.clone(), Arc::new),
+            shard: d.shard.take(),
+            executor: self.id_name.clone(),
+            cancel: cancel.clone(),
             log: log.clone(),
         };
-        let started = Instant::now();
-        let timeout = Duration::from_millis(job.timeout_ms);
+        let deadline = started + Duration::from_millis(job.spec.timeout_ms);
         let outcome: Result<Value, (&'static str, HandlerError)> = match self
             .handlers
-            .get(&job.handler)
+            .get(&job.spec.handler)
         {
             None => Err((
                 "failed",
                 HandlerError::retry(format!(
                     "no handler `{}` on worker {} (it has: {})",
-                    job.handler,
+                    job.spec.handler,
                     self.id,
                     self.handler_names()
                 )),
             )),
             Some(h) => {
+                // The handler runs in a task of its own: a panic is caught, and a handler that
+                // never yields still cannot stop this task from recording its timeout.
                 let mut task = tokio::spawn(h.call(ctx));
-                let deadline = tokio::time::sleep(timeout);
-                tokio::pin!(deadline);
-                let mut flush = tokio::time::interval(LOG_FLUSH);
-                flush.tick().await;
                 loop {
+                    let wake = (Instant::now() + LOG_FLUSH).min(deadline);
                     tokio::select! {
+                        biased;
                         r = &mut task => break match r {
                             Ok(Ok(v)) => Ok(v),
                             Ok(Err(e)) if e.is_retryable() => Err(("failed", e)),
@@ -716,30 +962,37 @@ impl Engine {
                             }
                             Err(_) => Err(("cancelled", HandlerError::fatal("handler task aborted"))),
                         },
-                        () = &mut deadline => {
-                            ctx_cancel.cancel();
-                            task.abort();
-                            break Err(("timed_out", HandlerError::retry(format!("timed out after {} ms", job.timeout_ms))));
-                        }
-                        () = cancel_req.cancelled() => {
-                            ctx_cancel.cancel();
+                        () = cancel.cancelled() => {
                             task.abort();
                             break Err(("cancelled", HandlerError::fatal("cancelled on request")));
                         }
                         () = self.hard.cancelled() => {
-                            ctx_cancel.cancel();
+                            cancel.cancel();
                             task.abort();
                             break Err(("handback", HandlerError::retry("worker shut down")));
                         }
-                        _ = flush.tick() => self.flush_log(&d.run, &log).await,
+                        () = tokio::time::sleep_until(wake.into()) => {
+                            if Instant::now() >= deadline {
+                                cancel.cancel();
+                                task.abort();
+                                break Err(("timed_out", HandlerError::retry(format!("timed out after {} ms", job.spec.timeout_ms))));
+                            }
+                            Box::pin(self.flush_log(&d.run, &log)).await;
+                        }
                     }
                 }
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
-        self.flush_log(&d.run, &log).await;
+        if let Ok(mut m) = self.inflight.lock()
+            && let Some(f) = m.get_mut(&d.entry)
+        {
+            f.finished = true;
+        }
+        Box::pin(self.flush_log(&d.run, &log)).await;
         drop(permit);
         let (outcome, code, result, error) = match outcome {
+            Ok(Value::Null) => ("succeeded", code::OK, String::new(), String::new()),
             Ok(v) => {
                 let mut s = serde_json::to_string(&v).unwrap_or_default();
                 if s.len() > RESULT_MAX_BYTES {
@@ -762,24 +1015,25 @@ impl Engine {
             _ => info!(outcome, duration_ms, error = %error, "run attempt did not succeed"),
         }
         let retry_delay_ms = matches!(outcome, "failed" | "timed_out").then(|| {
-            job.backoff
+            job.spec
+                .backoff
                 .delay_ms(d.attempt + 1, rand::random_range(-1.0..=1.0))
         });
-        metrics::histogram!("dotjob_run_duration_seconds", "group" => self.group.clone())
-            .record(duration_ms as f64 / 1_000.0);
+        self.durations.record(duration_ms as f64 / 1_000.0);
         self.send(Done {
             entry: d.entry,
             run: d.run,
             job: d.job,
             outcome,
             attempt: d.attempt,
-            max_attempts: job.max_attempts,
+            max_attempts: job.spec.max_attempts,
             retry_delay_ms,
             code,
             duration_ms,
             result,
             error,
-            guarded: job.concurrency != ConcurrencyPolicy::Allow,
+            guarded: job.spec.concurrency != ConcurrencyPolicy::Allow,
+            started: Some(started),
         });
     }
 
@@ -848,9 +1102,24 @@ impl Engine {
     async fn record(&self, record: &[Done], handback: &[Done]) -> dotjob_shared::Result<()> {
         let mut c = self.redis.conn().await?;
         if !record.is_empty() {
+            // Plain first-attempt successes go first, in the compact form.
+            let (fast, slow): (Vec<&Done>, Vec<&Done>) = record.iter().partition(|d| {
+                d.outcome == "succeeded" && d.attempt <= 1 && d.result.is_empty() && !d.guarded
+            });
+            let (lo, hi) = entry_range(record.iter().map(|d| d.entry.as_str()));
             let mut inv = scripts::COMPLETE.prepare_invoke();
-            inv.key(&self.prefix).arg(&self.id);
-            for d in record {
+            inv.key(&self.prefix)
+                .arg(&self.id)
+                .arg(lo)
+                .arg(hi)
+                .arg(fast.len());
+            for d in &fast {
+                inv.arg(&d.entry)
+                    .arg(&d.run)
+                    .arg(d.duration_ms)
+                    .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
+            }
+            for d in &slow {
                 inv.arg(&d.entry)
                     .arg(&d.run)
                     .arg(&d.job)
@@ -862,10 +1131,11 @@ impl Engine {
                     .arg(d.duration_ms)
                     .arg(&d.result)
                     .arg(&d.error)
-                    .arg(if d.guarded { "1" } else { "0" });
+                    .arg(if d.guarded { "1" } else { "0" })
+                    .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
             }
             let verdicts: Vec<String> = inv.invoke_async(&mut c).await?;
-            for (d, v) in record.iter().zip(&verdicts) {
+            for (d, v) in fast.iter().chain(&slow).zip(&verdicts) {
                 let status = match (v.as_str(), d.outcome) {
                     ("final", "fatal") => "failed",
                     ("final", o) => o,
@@ -873,8 +1143,7 @@ impl Engine {
                     ("retry", _) => "retry",
                     _ => continue,
                 };
-                metrics::counter!("dotjob_runs_total", "group" => self.group.clone(), "status" => status)
-                    .increment(1);
+                self.runs_counter(status).increment(1);
             }
         }
         if !handback.is_empty() {
@@ -897,10 +1166,10 @@ impl Engine {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let entries: Vec<String> = self
+            let entries: Vec<(String, String)> = self
                 .inflight
                 .lock()
-                .map(|m| m.keys().cloned().collect())
+                .map(|m| m.iter().map(|(e, f)| (e.clone(), f.run.clone())).collect())
                 .unwrap_or_default();
             match self.touch(&entries).await {
                 Ok(disabled) => {
@@ -916,23 +1185,81 @@ impl Engine {
         }
     }
 
+    /// Marks first attempts `running` once they have run for [`MARK_AFTER`], in batches.
+    async fn mark_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(MARK_AFTER);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let due: Vec<(String, String, u32, u64)> = self
+                .inflight
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, f)| !f.marked && !f.finished)
+                        .filter_map(|(e, f)| {
+                            let ago = f.started?.elapsed();
+                            (ago >= MARK_AFTER).then(|| {
+                                (e.clone(), f.run.clone(), f.attempt, ago.as_millis() as u64)
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if due.is_empty() {
+                continue;
+            }
+            let res: dotjob_shared::Result<()> = async {
+                let mut c = self.redis.conn().await?;
+                for chunk in due.chunks(512) {
+                    let mut inv = scripts::MARK.prepare_invoke();
+                    inv.key(&self.prefix).arg(&self.id);
+                    for (_, run, attempt, ago) in chunk {
+                        inv.arg(run).arg(attempt).arg(ago);
+                    }
+                    let _: i64 = inv.invoke_async(&mut c).await?;
+                }
+                Ok(())
+            }
+            .await;
+            match res {
+                Ok(()) => {
+                    if let Ok(mut m) = self.inflight.lock() {
+                        for (e, ..) in &due {
+                            if let Some(f) = m.get_mut(e) {
+                                f.marked = true;
+                            }
+                        }
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot mark runs running yet"),
+            }
+        }
+    }
+
     /// Touches in-flight entries; returns whether this executor is disabled.
-    async fn touch(&self, entries: &[String]) -> dotjob_shared::Result<bool> {
+    async fn touch(&self, entries: &[(String, String)]) -> dotjob_shared::Result<bool> {
         let mut c = self.redis.conn().await?;
         let mut disabled = false;
         // Chunked so one call stays short; the first chunk also carries an empty list.
-        let chunks: Vec<&[String]> = if entries.is_empty() {
+        let chunks: Vec<&[(String, String)]> = if entries.is_empty() {
             vec![&[]]
         } else {
             entries.chunks(512).collect()
         };
         for chunk in chunks {
-            let (d, lost, cancel): (i64, Vec<String>, Vec<String>) = scripts::TOUCH
-                .key(&self.prefix)
-                .arg(&self.id)
-                .arg(chunk)
-                .invoke_async(&mut c)
-                .await?;
+            let mut inv = scripts::TOUCH.prepare_invoke();
+            inv.key(&self.prefix).arg(&self.id);
+            for (entry, run) in chunk {
+                inv.arg(entry).arg(run);
+            }
+            let (d, lost, cancel, now): (i64, Vec<String>, Vec<String>, String) =
+                inv.invoke_async(&mut c).await?;
+            if let Ok(now) = now.parse::<i64>() {
+                // Taken as read when the reply arrived: a lower bound of the Redis clock, so a
+                // run waiting for its tick never starts early (at worst a round trip late).
+                self.set_clock(now, Instant::now());
+            }
             disabled = d == 1;
             for run in cancel {
                 self.cancel_run(&run);

@@ -16,9 +16,23 @@ local function pending(id)
   return redis.call('XPENDING', stream, 'workers', id, id, 1)[1]
 end
 
+-- The run an entry belongs to: `active` maps run -> entry, so search it (lost entries are
+-- rare; this scans the runs in flight).
+local function run_of(entry)
+  local cursor = '0'
+  repeat
+    local r = redis.call('HSCAN', P .. 'active', cursor, 'COUNT', 1000)
+    cursor = r[1]
+    for k = 1, #r[2], 2 do
+      if r[2][k + 1] == entry then return r[2][k] end
+    end
+  until cursor == '0'
+  return nil
+end
+
 local function mark_lost(id)
-  local run = redis.call('HGET', P .. 'active', id)
-  redis.call('HDEL', P .. 'active', id)
+  local run = run_of(id)
+  if run then redis.call('HDEL', P .. 'active', run) end
   redis.call('ZREM', P .. 'retry', id)
   if run then
     local rk = P .. 'run:' .. run
@@ -65,5 +79,11 @@ if ARGV[5] == '1' and #out < count then
     end
   end
   for _, id in ipairs(res[3] or {}) do mark_lost(id) end
+  -- An entry idle longer than the lease was enqueued before now - lease, and the pending
+  -- list is ordered by id: past that point there is nothing to find, so start over.
+  local cursor_ms = tonumber(string.match(next_cursor, '^(%d+)'))
+  if next_cursor ~= '0-0' and cursor_ms and cursor_ms > now - lease then
+    next_cursor = '0-0'
+  end
 end
 return {next_cursor, out, lost}

@@ -1,12 +1,14 @@
 -- Due ticks of one group, on the Redis clock (invariant 1).
 -- KEYS[1] group prefix "<prefix>:{<group>}:"
--- ARGV[1] most jobs to return
+-- ARGV[1] most jobs to return, ARGV[2] how far ahead of now to look (ms: ticks are fired
+-- that much early, and start at their instant)
 -- Returns {now, next score or "", {job id, score, version, ...}}: the jobs whose next fire
--- instant is due, with the version of their definition so callers can use a cache.
+-- instant is due (or within the look-ahead), with the version of their definition so
+-- callers can use a cache.
 local P = KEYS[1]
 local now = now_ms()
-local due = redis.call('ZRANGE', P .. 'schedule', '-inf', now, 'BYSCORE', 'LIMIT', 0,
-  tonumber(ARGV[1]), 'WITHSCORES')
+local due = redis.call('ZRANGE', P .. 'schedule', '-inf', now + tonumber(ARGV[2] or '0'),
+  'BYSCORE', 'LIMIT', 0, tonumber(ARGV[1]), 'WITHSCORES')
 local out = {}
 for i = 1, #due, 2 do
   out[#out + 1] = due[i]

@@ -3,42 +3,61 @@
 -- ARGV[1] group name
 -- ARGV[2] fencing token "<replica>|<epoch>" that must hold the group lease, or "" for none
 -- ARGV[3] events channel (to tell executors about runs cancelled by `replace`)
--- ARGV[4..] per job: id, expected score, next score ("" = unschedule), version, options,
+-- ARGV[4] how early a tick may be fired (ms; it starts at its instant, on the workers)
+-- ARGV[5..] per job: id, expected score, next score ("" = unschedule), version, options,
 --   n, then n ticks; a tick "~<ms>" is recorded `skipped` (misfire skip) instead of fired.
 --   options: concurrency policy (a = allow, f = forbid, r = replace), then "1" when the
 --   schedule is exhausted (the job then disables itself, like a fired @once).
 -- A job is fired only if its schedule score still equals the expected one and is due on the
--- Redis clock; the score then moves to the next fire instant. A tick whose run record exists
--- already is a replay and is not enqueued again.
--- Returns {"ok"|"fenced", fired, stale, {run id, ...}}.
+-- Redis clock (within the allowed look-ahead); the score then moves to the next fire instant. A tick already in the job's
+-- run index is a replay and is not enqueued again (`ZADD NX` is both check and index).
+-- Commands that take many members (ZMSCORE, ZADD, ZREM, HSET) are issued once per call. A
+-- stream entry carries the run id (which names the job and the tick) and the job version;
+-- the run record holds only what cannot be derived.
+-- Returns {"ok"|"fenced", fired, stale}.
 local P = KEYS[1]
 local group, token, channel = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
+local horizon = now + tonumber(ARGV[4])
 if token ~= '' then
   local sep = string.find(token, '|', 1, true)
   local owner, epoch = string.sub(token, 1, sep - 1), string.sub(token, sep + 1)
   local l = redis.call('HMGET', P .. 'lease', 'owner', 'epoch', 'expires')
   if l[1] ~= owner or l[2] ~= epoch or tonumber(l[3] or '0') < now then
-    return {'fenced', 0, 0, {}}
+    return {'fenced', 0, 0}
   end
 end
 local stream = P .. 'stream'
-local fired, stale, runs = 0, 0, {}
 
-local function record(rk, run, id, version, tick, status, err)
-  redis.call('HSET', rk, 'id', run, 'job_id', id, 'job_version', version, 'group', group,
-    'status', status, 'attempt', 0, 'scheduled_at', tick, 'finished_at', now,
-    'trigger', 'schedule', 'fired_by', token, 'error', err)
+-- Every job's current score in one call.
+local ids = {}
+local i = 5
+while i <= #ARGV do
+  ids[#ids + 1] = ARGV[i]
+  i = i + 6 + tonumber(ARGV[i + 5])
+end
+if #ids == 0 then return {'ok', 0, 0} end
+local scores = redis.call('ZMSCORE', P .. 'schedule', unpack(ids))
+
+local fired, stale = 0, 0
+local active, inflight, reschedule, unschedule = {}, {}, {}, {}
+local fired_now = {} -- job id -> run fired by this call (for overlap policies)
+
+local function record(rk, version, status, err)
+  redis.call('HSET', rk, 'status', status, 'v', version, 'finished_at', now,
+    'fired_by', token, 'error', err)
 end
 
-local i = 4
+local j = 0
+i = 5
 while i <= #ARGV do
+  j = j + 1
   local id, expected, nextv, version = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   local policy, exhausted = string.sub(ARGV[i + 4], 1, 1), string.sub(ARGV[i + 4], 2, 2)
   local n = tonumber(ARGV[i + 5])
   i = i + 6
-  local score = redis.call('ZSCORE', P .. 'schedule', id)
-  if (not score) or tonumber(score) ~= expected or expected > now then
+  local score = scores[j]
+  if (not score) or tonumber(score) ~= expected or expected > horizon then
     stale = stale + 1
   else
     for k = 0, n - 1 do
@@ -47,40 +66,49 @@ while i <= #ARGV do
       if skipped then tick = string.sub(tick, 2) end
       local run = id .. '-' .. tick
       local rk = P .. 'run:' .. run
-      if redis.call('EXISTS', rk) == 0 then
-        local current = policy ~= 'a' and redis.call('HGET', P .. 'inflight', id)
-        if current and not run_active(P, current) then current = false end
+      if redis.call('ZADD', P .. 'runs:' .. id, 'NX', tick, run) == 1 then
+        local current = false
+        if policy ~= 'a' then
+          current = fired_now[id] or redis.call('HGET', P .. 'inflight', id)
+          if current and not run_active(P, current) then current = false end
+        end
         if skipped then
-          record(rk, run, id, version, tick, 'skipped', 'misfire: the tick was missed by more than the threshold')
+          record(rk, version, 'skipped', 'misfire: the tick was missed by more than the threshold')
         elseif current and policy == 'f' then
-          record(rk, run, id, version, tick, 'skipped', 'forbid: run ' .. current .. ' was still in flight')
+          record(rk, version, 'skipped', 'forbid: run ' .. current .. ' was still in flight')
         else
           if current then
             cancel_run(P, group, current, channel, 'replaced by run ' .. run, now)
           end
-          local e = redis.call('XADD', stream, '*', 'run', run, 'job', id, 'v', version, 'at', tick)
-          redis.call('HSET', rk, 'id', run, 'job_id', id, 'job_version', version, 'group', group,
-            'status', 'queued', 'attempt', 0, 'scheduled_at', tick, 'enqueued_at', now,
-            'entry', e, 'trigger', 'schedule', 'fired_by', token)
-          redis.call('HSET', P .. 'active', e, run)
-          if policy ~= 'a' then redis.call('HSET', P .. 'inflight', id, run) end
+          local e = redis.call('XADD', stream, '*', 'run', run, 'v', version)
+          redis.call('HSET', rk, 'status', 'queued', 'entry', e, 'v', version, 'fired_by', token)
+          active[#active + 1] = run
+          active[#active + 1] = e
+          if policy ~= 'a' then
+            fired_now[id] = run
+            inflight[#inflight + 1] = id
+            inflight[#inflight + 1] = run
+          end
           fired = fired + 1
-          runs[#runs + 1] = run
         end
-        redis.call('ZADD', P .. 'runs:' .. id, tick, run)
       end
     end
     if nextv == '' then
-      redis.call('ZREM', P .. 'schedule', id)
+      unschedule[#unschedule + 1] = id
       local jk = P .. 'job:' .. id
       if exhausted == '1' and redis.call('HGET', jk, 'enabled') == 'true' then
         redis.call('HSET', jk, 'enabled', 'false', 'updated_at', now)
         redis.call('HINCRBY', jk, 'version', 1)
       end
     else
-      redis.call('ZADD', P .. 'schedule', nextv, id)
+      reschedule[#reschedule + 1] = nextv
+      reschedule[#reschedule + 1] = id
     end
   end
   i = i + n
 end
-return {'ok', fired, stale, runs}
+if #reschedule > 0 then redis.call('ZADD', P .. 'schedule', unpack(reschedule)) end
+if #unschedule > 0 then redis.call('ZREM', P .. 'schedule', unpack(unschedule)) end
+if #active > 0 then redis.call('HSET', P .. 'active', unpack(active)) end
+if #inflight > 0 then redis.call('HSET', P .. 'inflight', unpack(inflight)) end
+return {'ok', fired, stale}

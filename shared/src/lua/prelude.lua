@@ -14,32 +14,51 @@ local function run_active(P, run)
   return st == 'queued' or st == 'running' or ((st == 'failed' or st == 'timed_out') and f[2] ~= false)
 end
 
--- Cancels a run: at once if it has not started or is waiting for a retry; a running one is
--- flagged and its executor told on `channel` (executors also poll the flag on heartbeats).
--- Returns "cancelled", "cancelling", or the final status it already had ("" if unknown).
+-- Cancels a run. One that has not started is cancelled at once: its entry is deleted if no
+-- worker has read it yet, or acknowledged if it is waiting for a retry. A run a worker holds
+-- is listed in `cancel` (run -> reason) and its executor told on `channel`; executors also
+-- poll that list on heartbeats. Returns "cancelled", "cancelling", "final:<status>" when it
+-- had already ended, or "" when it does not exist.
 local function cancel_run(P, group, run, channel, reason, now)
   local rk = P .. 'run:' .. run
   local f = redis.call('HMGET', rk, 'status', 'retry_at', 'entry', 'job_id')
-  local st = f[1]
+  local st, entry = f[1], f[3]
   if not st then return '' end
   local waiting = (st == 'failed' or st == 'timed_out') and f[2]
-  if st == 'queued' or waiting then
+  local held = false
+  if entry and st == 'queued' then
+    held = redis.call('XPENDING', P .. 'stream', 'workers', entry, entry, 1)[1] ~= nil
+  end
+  if (st == 'queued' and not held) or waiting then
     redis.call('HSET', rk, 'status', 'cancelled', 'finished_at', now, 'error', reason)
     redis.call('HDEL', rk, 'retry_at')
-    if waiting and f[3] then
-      redis.call('XACK', P .. 'stream', 'workers', f[3])
-      redis.call('ZREM', P .. 'retry', f[3])
-      redis.call('HDEL', P .. 'active', f[3])
+    if entry then
+      if waiting then
+        redis.call('XACK', P .. 'stream', 'workers', entry)
+        redis.call('ZREM', P .. 'retry', entry)
+      else
+        redis.call('XDEL', P .. 'stream', entry)
+      end
     end
+    redis.call('HDEL', P .. 'active', run)
     if f[4] and redis.call('HGET', P .. 'inflight', f[4]) == run then
       redis.call('HDEL', P .. 'inflight', f[4])
     end
     return 'cancelled'
-  elseif st == 'running' then
-    redis.call('HSET', rk, 'cancel', reason)
+  elseif st == 'queued' or st == 'running' then
+    redis.call('HSET', P .. 'cancel', run, reason)
     redis.call('PUBLISH', channel,
       cjson.encode({kind = 'cancel', group = group, run = run}))
     return 'cancelling'
   end
-  return st
+  return 'final:' .. st
+end
+
+-- Whether stream id `a` sorts before `b` (`<ms>-<seq>`).
+local function stream_id_lt(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return tonumber(as) < tonumber(bs)
 end

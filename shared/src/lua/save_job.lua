@@ -1,7 +1,8 @@
 -- Creates or updates a job definition atomically (invariants 8, 9).
 -- KEYS[1] group prefix, KEYS[2] job index hash, KEYS[3] job id set, KEYS[4] group set
 -- ARGV[1] job id, ARGV[2] group, ARGV[3] "create" | "update", ARGV[4] expected version or ""
--- ARGV[5] next fire: "" (unschedule), "keep" (leave the schedule score alone) or ms
+-- ARGV[5] next fire: "" (unschedule), "keep" (leave the schedule score alone) or ms; when
+--   it changes, runs fired ahead for later instants are recalled
 -- ARGV[6..] field, value pairs
 -- Returns the new version; errors "EXISTS", "NOTFOUND", "CONFLICT".
 local P = KEYS[1]
@@ -32,5 +33,23 @@ if ARGV[5] == '' then
   redis.call('ZREM', P .. 'schedule', id)
 elseif ARGV[5] ~= 'keep' then
   redis.call('ZADD', P .. 'schedule', ARGV[5], id)
+end
+if mode == 'update' and ARGV[5] ~= 'keep' then
+  -- Ticks fired ahead of their instant under the old timing are recalled: they never were
+  -- (a worker holding one finds its record gone and drops it), so they can fire again.
+  local now = now_ms()
+  local stream = P .. 'stream'
+  for _, run in ipairs(redis.call('ZRANGE', P .. 'runs:' .. id, '(' .. now, '+inf', 'BYSCORE')) do
+    local rk = P .. 'run:' .. run
+    local f = redis.call('HMGET', rk, 'status', 'entry')
+    if f[1] == 'queued' then
+      redis.call('DEL', rk)
+      redis.call('ZREM', P .. 'runs:' .. id, run)
+      redis.call('HDEL', P .. 'active', run)
+      if f[2] and not redis.call('XPENDING', stream, 'workers', f[2], f[2], 1)[1] then
+        redis.call('XDEL', stream, f[2])
+      end
+    end
+  end
 end
 return version

@@ -1,25 +1,44 @@
 -- Heartbeat of a live executor: resets the idle time of the entries it is running, so a
--- long run is never reclaimed while its worker lives (invariant 4), and records the beat.
--- It also reports runs whose cancellation was requested, in case the executor missed the
--- pub/sub message.
+-- long run is never reclaimed while its worker lives (invariant 4), records the beat, and
+-- reports runs whose cancellation was requested (in case the pub/sub message was missed).
 -- KEYS[1] group prefix
--- ARGV[1] consumer, ARGV[2..] entry ids it is running
--- Returns {disabled (0/1), {ids no longer owned by it}, {run ids to cancel}}.
+-- ARGV[1] consumer, then pairs: entry id, run id (the runs it holds)
+-- Returns {disabled (0/1), {entry ids no longer its own}, {run ids to cancel}, Redis clock}.
 local P = KEYS[1]
 local me = ARGV[1]
 local stream = P .. 'stream'
 local lost, cancel = {}, {}
-for i = 2, #ARGV do
-  local p = redis.call('XPENDING', stream, 'workers', ARGV[i], ARGV[i], 1, me)
-  if p[1] then
-    redis.call('XCLAIM', stream, 'workers', me, 0, ARGV[i], 'JUSTID')
-    local run = redis.call('HGET', P .. 'active', ARGV[i])
-    if run and redis.call('HEXISTS', P .. 'run:' .. run, 'cancel') == 1 then
-      cancel[#cancel + 1] = run
+if #ARGV >= 3 then
+  local lo, hi
+  for i = 2, #ARGV, 2 do
+    local e = ARGV[i]
+    if not lo or stream_id_lt(e, lo) then lo = e end
+    if not hi or stream_id_lt(hi, e) then hi = e end
+  end
+  local mine = {}
+  for _, p in ipairs(redis.call('XPENDING', stream, 'workers', lo, hi, 100000, me)) do
+    mine[p[1]] = true
+  end
+  local keep, runs = {}, {}
+  for i = 2, #ARGV, 2 do
+    if mine[ARGV[i]] then
+      keep[#keep + 1] = ARGV[i]
+      runs[#runs + 1] = ARGV[i + 1]
+    else
+      lost[#lost + 1] = ARGV[i]
     end
-  else
-    lost[#lost + 1] = ARGV[i]
+  end
+  if #keep > 0 then
+    keep[#keep + 1] = 'JUSTID'
+    redis.call('XCLAIM', stream, 'workers', me, 0, unpack(keep))
+  end
+  if #runs > 0 and redis.call('EXISTS', P .. 'cancel') == 1 then
+    local reasons = redis.call('HMGET', P .. 'cancel', unpack(runs))
+    for k, r in ipairs(reasons) do
+      if r then cancel[#cancel + 1] = runs[k] end
+    end
   end
 end
-redis.call('ZADD', P .. 'heartbeats', now_ms(), me)
-return {redis.call('SISMEMBER', P .. 'disabled', me), lost, cancel}
+local now = now_ms()
+redis.call('ZADD', P .. 'heartbeats', now, me)
+return {redis.call('SISMEMBER', P .. 'disabled', me), lost, cancel, tostring(now)}

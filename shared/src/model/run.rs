@@ -153,37 +153,85 @@ pub struct Run {
 }
 
 impl Run {
-    /// Reads a run from its hash fields; `key` is for error messages.
+    /// Reads a run from its hash fields. `key` (`<prefix>:{<group>}:run:<run id>`) also
+    /// supplies what the record does not store because it is derivable: the run id, the
+    /// group, the job id and tick (from the run id), the enqueue instant (from the stream
+    /// entry id) and the result code (from the status).
     pub fn from_fields(key: &str, f: &HashMap<String, String>) -> Result<Self> {
         let r = FieldReader { key, f };
         let opt = |k: &str| f.get(k).filter(|v| !v.is_empty());
         let opt_num = |k: &str| opt(k).and_then(|v| v.parse::<i64>().ok());
         let opt_json = |k: &str| opt(k).and_then(|v| serde_json::from_str::<Value>(v).ok());
+        let corrupt = |message: &str| crate::Error::Corrupt {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        let id = match opt("id") {
+            Some(id) => id.clone(),
+            None => key
+                .rsplit_once(":run:")
+                .map(|(_, id)| id.to_owned())
+                .ok_or_else(|| corrupt("not a run key"))?,
+        };
+        let group = match opt("group") {
+            Some(g) => g.clone(),
+            None => key
+                .split_once('{')
+                .and_then(|(_, rest)| rest.split_once('}'))
+                .map(|(g, _)| g.to_owned())
+                .ok_or_else(|| corrupt("not a group key"))?,
+        };
+        let job_id = match opt("job_id") {
+            Some(j) => j.clone(),
+            None => job_of_run(&id)
+                .ok_or_else(|| corrupt("run id names no job"))?
+                .to_owned(),
+        };
+        let shape = RunIdShape::of(&id);
+        let entry = opt("entry").cloned();
+        let entry_ms = entry
+            .as_deref()
+            .and_then(|e| e.split('-').next()?.parse::<i64>().ok());
+        let status =
+            RunStatus::parse(r.str("status")?).ok_or_else(|| corrupt("field status: unknown"))?;
+        let job_version = match opt_num("job_version").or_else(|| opt_num("v")) {
+            Some(v) => v as u64,
+            None => r.num("job_version")?,
+        };
+        let duration_ms = opt_num("duration_ms").map(|v| v.max(0) as u64);
+        // A quick first-attempt success stores its start and duration, not its end.
+        let finished_at = opt_num("finished_at").or_else(|| {
+            opt_num("started_at")
+                .zip(duration_ms)
+                .map(|(s, d)| s + d as i64)
+        });
+        let ran = matches!(
+            status,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Dead
+        );
         Ok(Self {
-            id: r.str("id")?.to_owned(),
-            job_id: r.str("job_id")?.to_owned(),
-            job_version: r.num("job_version")?,
-            group: r.str("group")?.to_owned(),
-            status: RunStatus::parse(r.str("status")?).ok_or_else(|| crate::Error::Corrupt {
-                key: key.to_owned(),
-                message: "field status: unknown".to_owned(),
-            })?,
-            attempt: opt_num("attempt").unwrap_or(0) as u32,
-            scheduled_at: opt_num("scheduled_at"),
-            enqueued_at: opt_num("enqueued_at"),
+            // A quick first-attempt success does not store its attempt number.
+            attempt: opt_num("attempt").unwrap_or(i64::from(ran)) as u32,
+            scheduled_at: opt_num("scheduled_at").or(shape.tick),
+            enqueued_at: opt_num("enqueued_at").or(entry_ms),
             started_at: opt_num("started_at"),
-            finished_at: opt_num("finished_at"),
-            duration_ms: opt_num("duration_ms").map(|v| v.max(0) as u64),
+            finished_at,
+            duration_ms,
             worker: opt("worker").cloned(),
-            code: opt_num("code").map(|v| v as u16),
+            code: opt_num("code").map(|v| v as u16).or(match status {
+                RunStatus::Succeeded => Some(code::OK),
+                RunStatus::Failed | RunStatus::Dead => Some(code::FAILED),
+                RunStatus::TimedOut => Some(code::TIMEOUT),
+                _ => None,
+            }),
             result: opt_json("result"),
             error: opt("error").cloned(),
             trigger: opt("trigger")
                 .cloned()
-                .unwrap_or_else(|| "schedule".to_owned()),
+                .unwrap_or_else(|| if shape.manual { "manual" } else { "schedule" }.to_owned()),
             params: opt_json("params"),
             retry_at: opt_num("retry_at"),
-            entry: opt("entry").cloned(),
+            entry,
             fired_by: opt("fired_by").cloned(),
             shard: opt_num("shard").map(|v| v as u32),
             shards: opt_num("shards").map(|v| v as u32),
@@ -195,7 +243,38 @@ impl Run {
                 .into_iter()
                 .map(instants_as_rfc3339)
                 .collect(),
+            id,
+            job_id,
+            job_version,
+            group,
+            status,
         })
+    }
+}
+
+/// What a run id says: `<job>-<tick ms>` (scheduled) or `<job>-m<ms>-<n>` (by hand).
+#[derive(Debug, PartialEq, Eq)]
+pub struct RunIdShape {
+    /// The tick (scheduled) or trigger instant (by hand), in ms.
+    pub tick: Option<i64>,
+    /// Whether it was enqueued by hand (trigger, requeue, child).
+    pub manual: bool,
+}
+
+impl RunIdShape {
+    /// Reads a run id.
+    pub fn of(run_id: &str) -> Self {
+        let rest = run_id.split_once('-').map_or("", |(_, r)| r);
+        match rest.strip_prefix('m') {
+            Some(m) => Self {
+                tick: m.split('-').next().and_then(|t| t.parse().ok()),
+                manual: true,
+            },
+            None => Self {
+                tick: rest.split('-').next().and_then(|t| t.parse().ok()),
+                manual: false,
+            },
+        }
     }
 }
 
@@ -227,6 +306,35 @@ mod tests {
         assert_eq!(job_of_run("01jabc-m1790000000000-4"), Some("01jabc"));
         assert_eq!(job_of_run("01jabc"), None);
         assert_eq!(job_of_run("../etc-1"), None);
+    }
+
+    #[test]
+    fn lean_records_fill_in_what_they_do_not_store() {
+        let f: HashMap<String, String> = [
+            ("status", "succeeded"),
+            ("v", "3"),
+            ("entry", "1790000000123-0"),
+            ("started_at", "1790000000200"),
+            ("duration_ms", "5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let r = Run::from_fields("dotjob:{billing}:run:01abc-1790000000000", &f).unwrap();
+        assert_eq!(r.id, "01abc-1790000000000");
+        assert_eq!((r.group.as_str(), r.job_id.as_str()), ("billing", "01abc"));
+        assert_eq!(r.scheduled_at, Some(1_790_000_000_000));
+        assert_eq!(r.enqueued_at, Some(1_790_000_000_123));
+        assert_eq!(
+            (r.job_version, r.code, r.trigger.as_str()),
+            (3, Some(200), "schedule")
+        );
+        assert_eq!((r.attempt, r.finished_at), (1, Some(1_790_000_000_205)));
+        let m = Run::from_fields("dotjob:{g}:run:01abc-m1790000000555-7", &f).unwrap();
+        assert_eq!(
+            (m.scheduled_at, m.trigger.as_str()),
+            (Some(1_790_000_000_555), "manual")
+        );
     }
 
     #[test]
