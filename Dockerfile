@@ -20,6 +20,7 @@ COPY shared ./shared
 COPY scheduler ./scheduler
 COPY worker ./worker
 COPY tests ./tests
+COPY bench ./bench
 
 # The crate registry and target dir are BuildKit cache mounts, so rebuilds are incremental.
 # A cache mount is not part of the image, so the binaries are copied out in the same step.

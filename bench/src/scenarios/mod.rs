@@ -1,0 +1,130 @@
+//! The scenarios, and what they share: in-process schedulers and workers, bulk job creation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dotjob_shared::model::job::{JobInput, Nullable};
+use dotjob_shared::{Redis, Store};
+use dotjob_worker::{HandlerError, RunContext, Worker};
+use futures::StreamExt;
+use tokio::sync::oneshot;
+
+pub mod burst;
+pub mod failover;
+pub mod footprint;
+pub mod precision;
+pub mod throughput;
+
+/// What every scenario gets.
+pub struct Ctx {
+    /// Redis URL.
+    pub url: String,
+    /// `redis-benchmark` XADD ops/s.
+    pub baseline: f64,
+}
+
+impl Ctx {
+    /// A Redis handle with its own key prefix.
+    pub fn redis(&self, prefix: &str) -> Redis {
+        Redis::new(&dotjob_shared::config::RedisConfig {
+            url: self.url.clone(),
+            prefix: prefix.to_owned(),
+            timeout: Duration::from_secs(30),
+        })
+        .expect("redis handle")
+    }
+}
+
+/// A component running in this process until stopped.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops it and waits.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.task).await;
+    }
+}
+
+/// A scheduler without API traffic or embedded worker.
+pub async fn scheduler(redis: Redis) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let opts = dotjob_scheduler::Options {
+        redis,
+        engine: dotjob_scheduler::EngineSettings::default(),
+        embedded_worker: None,
+    };
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(dotjob_scheduler::run(opts, listener, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        stop: Some(tx),
+        task,
+    })
+}
+
+/// A worker of `group` whose `noop` handler calls `on_start` and returns at once.
+pub fn worker(
+    redis: Redis,
+    group: &str,
+    concurrency: usize,
+    on_start: Arc<dyn Fn(&RunContext) + Send + Sync>,
+) -> anyhow::Result<Running> {
+    let w = Worker::builder(redis, group)
+        .handler("noop", move |ctx: RunContext| {
+            on_start(&ctx);
+            async { Ok::<_, HandlerError>(()) }
+        })
+        .concurrency(concurrency)
+        .build()?;
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(w.run(async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        stop: Some(tx),
+        task,
+    })
+}
+
+/// Creates `n` jobs of `group` with `schedule`, 64 at a time.
+pub async fn create_jobs(store: &Store, group: &str, schedule: &str, n: u64) -> anyhow::Result<()> {
+    let results: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let store = store.clone();
+            let schedule = schedule.to_owned();
+            let group = group.to_owned();
+            async move {
+                store
+                    .create_job(JobInput {
+                        name: Some(format!("bench-{i}")),
+                        group: Some(group),
+                        handler: Some("noop".into()),
+                        schedule: Nullable::Value(schedule),
+                        timeout_ms: Some(60_000),
+                        ..JobInput::default()
+                    })
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch on this host (the same clock as Redis here).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
