@@ -56,7 +56,7 @@ pub struct Cli {
     pub scheduler_lease_ms: u64,
     /// How early ticks of jobs that allow overlapping runs are enqueued (workers hold them and
     /// start each at its instant on the Redis clock); 0 to enqueue at the instant.
-    #[arg(long, env = "DOTJOB_FIRE_AHEAD_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, env = "DOTJOB_FIRE_AHEAD_MS", default_value_t = 2_500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub fire_ahead_ms: u64,
     /// Start a private redis-server when REDIS_URL is unset and nothing answers locally:
     /// `auto` or `never`.

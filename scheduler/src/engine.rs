@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use dotjob_shared::events::Event;
-use dotjob_shared::model::job::ConcurrencyPolicy;
+use dotjob_shared::model::job::{ConcurrencyPolicy, Routing};
 use dotjob_shared::schedule::Schedule;
 use dotjob_shared::{Redis, scripts};
 use futures::StreamExt;
@@ -38,7 +38,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(2);
 
 /// What firing needs of a job: read with one `HMGET` of these fields, not the whole
 /// definition (params and the rest are the workers' business).
-const FIRE_FIELDS: [&str; 9] = [
+const FIRE_FIELDS: [&str; 10] = [
     "version",
     "enabled",
     "schedule",
@@ -48,6 +48,7 @@ const FIRE_FIELDS: [&str; 9] = [
     "misfire_threshold_ms",
     "catch_up_limit",
     "concurrency",
+    "routing",
 ];
 
 /// A cached firing view of a job.
@@ -58,6 +59,8 @@ struct Cached {
     policy: ConcurrencyPolicy,
     /// Parsed schedule and zone, shared by every job with the same pair; `None` = by hand.
     schedule: Option<Arc<(Schedule, Tz)>>,
+    /// A sharded job's per-shard parameters as JSON ("" where it has none), one per shard.
+    shards: Option<Vec<String>>,
 }
 
 /// A `fire.lua` call under way.
@@ -99,7 +102,7 @@ impl Default for EngineSettings {
             housekeeping: Duration::from_secs(10),
             executor_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(5),
-            fire_ahead: Duration::from_secs(2),
+            fire_ahead: Duration::from_millis(2_500),
         }
     }
 }
@@ -374,6 +377,27 @@ impl Engine {
                 catch_up_limit: num(7)? as u32,
             },
             policy: word(get(8)).ok_or("bad concurrency")?,
+            shards: match get(9) {
+                "" => None,
+                r => {
+                    match serde_json::from_str::<Routing>(r).map_err(|e| format!("routing: {e}"))? {
+                        Routing::Sharded {
+                            shards,
+                            shard_params,
+                        } => Some(
+                            (0..shards as usize)
+                                .map(|k| {
+                                    shard_params
+                                        .get(k)
+                                        .map(serde_json::Value::to_string)
+                                        .unwrap_or_default()
+                                })
+                                .collect(),
+                        ),
+                        _ => None,
+                    }
+                }
+            },
         })
     }
 
@@ -447,7 +471,8 @@ impl Engine {
                                 ConcurrencyPolicy::Replace => 'r',
                             };
                             let exhausted = if p.next.is_none() { '1' } else { '0' };
-                            options = format!("{policy}{exhausted}");
+                            let sharded = if job.shards.is_some() { "s" } else { "" };
+                            options = format!("{policy}{exhausted}{sharded}");
                             (p.fire, p.skip, p.next)
                         }
                         _ => (vec![], None, None),
@@ -462,11 +487,20 @@ impl Engine {
                 args.push(score.to_string());
                 args.push(next.map(|n| n.to_string()).unwrap_or_default());
                 args.push(version.to_string());
+                let sharded = options.ends_with('s');
                 args.push(options);
                 args.push((fire.len() + usize::from(skip.is_some())).to_string());
                 ticks_in_call += fire.len() + 1;
                 args.extend(fire.iter().map(i64::to_string));
                 args.extend(skip.map(|s| format!("~{s}")));
+                if sharded
+                    && let Some(Ok(job)) = defs.get(id)
+                    && let Some(shards) = &job.shards
+                {
+                    args.push(shards.len().to_string());
+                    args.extend(shards.iter().cloned());
+                    ticks_in_call += shards.len() * fire.len();
+                }
                 if ticks_in_call >= FIRE_CHUNK {
                     if let Some(prev) = in_flight.take() {
                         match prev.await? {

@@ -258,11 +258,34 @@ impl Store {
             .next()
             .ok_or_else(|| Error::NotFound(format!("dead letter {entry}")))?;
         let (run, job) = (field(&f, "run"), field(&f, "job"));
-        let params: Option<String> = c.hget(keys.run(group, run), "params").await?;
-        let params = params.and_then(|p| serde_json::from_str::<Value>(&p).ok());
-        let new_run = self
-            .trigger(job, params.as_ref(), "requeue", Some(run))
+        let (params, shard, shards, shard_param): (
+            Option<String>,
+            Option<u32>,
+            Option<u32>,
+            Option<String>,
+        ) = redis::cmd("HMGET")
+            .arg(keys.run(group, run))
+            .arg(&["params", "shard", "shards", "shard_param"])
+            .query_async(&mut c)
             .await?;
+        let new_run = match (shard, shards) {
+            // A dead shard is requeued as that shard alone.
+            (Some(index), Some(n)) => {
+                self.trigger_shard(
+                    job,
+                    params.as_deref(),
+                    "requeue",
+                    Some(run),
+                    (index, n, shard_param.unwrap_or_default()),
+                )
+                .await?
+            }
+            _ => {
+                let params = params.and_then(|p| serde_json::from_str::<Value>(&p).ok());
+                self.trigger(job, params.as_ref(), "requeue", Some(run))
+                    .await?
+            }
+        };
         let _: i64 = c.xdel(keys.dead(group), &[entry]).await?;
         Ok(new_run)
     }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::conn::{Conn, Redis, now_ms};
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::model::job::{JobInput, JobSpec, JobView, limits, valid_job_id};
+use crate::model::job::{JobInput, JobSpec, JobView, Routing, limits, valid_job_id};
 use crate::model::run::{Run, RunStatus, job_of_run};
 use crate::scripts;
 
@@ -300,7 +300,25 @@ impl Store {
             }
             None => String::new(),
         };
-        let runs = self.enqueue(id, &params, kind, parent_run, 1).await?;
+        let runs = self.enqueue(id, &params, kind, parent_run, 1, None).await?;
+        runs.into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+    }
+
+    /// Enqueues one shard of a sharded job again (`(index, shards, parameter JSON or "")`),
+    /// e.g. a dead shard run being requeued. Returns the new run id.
+    pub async fn trigger_shard(
+        &self,
+        id: &str,
+        params: Option<&str>,
+        kind: &str,
+        parent_run: Option<&str>,
+        shard: (u32, u32, String),
+    ) -> Result<String> {
+        let runs = self
+            .enqueue(id, params.unwrap_or(""), kind, parent_run, 1, Some(shard))
+            .await?;
         runs.into_iter()
             .next()
             .ok_or_else(|| Error::NotFound(format!("job {id}")))
@@ -312,7 +330,7 @@ impl Store {
         if count == 0 || count > 10_000 {
             return Err(Error::invalid("count", "must be between 1 and 10000"));
         }
-        self.enqueue(id, "", kind, None, count).await?;
+        self.enqueue(id, "", kind, None, count, None).await?;
         Ok(count)
     }
 
@@ -323,12 +341,40 @@ impl Store {
         kind: &str,
         parent_run: Option<&str>,
         count: u64,
+        shard: Option<(u32, u32, String)>,
     ) -> Result<Vec<String>> {
         let group = self
             .job_group(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let mut c = self.redis.conn().await?;
+        // A single run of a sharded job is one run per shard (or the one shard asked for).
+        let (shards, first, shard_params): (u32, u32, Vec<String>) = match shard {
+            Some((index, shards, param)) => (shards, index, vec![param]),
+            None if count == 1 => {
+                let routing: Option<String> =
+                    c.hget(self.redis.keys().job(&group, id), "routing").await?;
+                match routing.and_then(|r| serde_json::from_str::<Routing>(&r).ok()) {
+                    Some(Routing::Sharded {
+                        shards,
+                        shard_params,
+                    }) => (
+                        shards,
+                        0,
+                        (0..shards as usize)
+                            .map(|k| {
+                                shard_params
+                                    .get(k)
+                                    .map(Value::to_string)
+                                    .unwrap_or_default()
+                            })
+                            .collect(),
+                    ),
+                    _ => (0, 0, Vec::new()),
+                }
+            }
+            None => (0, 0, Vec::new()),
+        };
         scripts::TRIGGER
             .key(self.redis.keys().group_prefix(&group))
             .arg(&group)
@@ -338,6 +384,9 @@ impl Store {
             .arg(parent_run.unwrap_or(""))
             .arg(self.redis.keys().events())
             .arg(count)
+            .arg(shards)
+            .arg(first)
+            .arg(shard_params)
             .invoke_async(&mut c)
             .await
             .map_err(|e| script_error(e, &format!("job {id}")))

@@ -37,7 +37,8 @@ pub struct TestWorker {
 
 impl TestWorker {
     /// A worker of `group` with handlers `noop`, `sleep` (params.ms), `panic`, `fail`,
-    /// `flaky` (fails params.failures times, then succeeds) and `echo` (returns its params).
+    /// `flaky` (fails params.failures times, then succeeds), `echo` (returns its params) and
+    /// `shard` (returns its shard index, count and parameter).
     pub fn start(url: &str, prefix: &str, group: &str) -> Self {
         let probe = Arc::new(Probe::default());
         let p1 = probe.clone();
@@ -58,6 +59,12 @@ impl TestWorker {
                     flag.1 = true;
                     Ok::<_, HandlerError>(json!({"slept_ms": ms}))
                 }
+            })
+            .handler("shard", |ctx: RunContext| async move {
+                let (index, shards, param) = ctx
+                    .shard()
+                    .ok_or_else(|| HandlerError::fatal("not a shard run"))?;
+                Ok::<_, HandlerError>(json!({"shard": index, "shards": shards, "param": param}))
             })
             .handler("panic", |_ctx: RunContext| async {
                 if true {

@@ -11,5 +11,6 @@ mod common;
 mod faults;
 mod ha;
 mod reliability;
+mod routing;
 mod spine;
 mod validation;

@@ -415,9 +415,20 @@ impl Engine {
             .map(|(ms, at)| ms + at.elapsed().as_millis() as i64)
     }
 
+    /// Records a reading of the Redis clock, taken as read when its reply arrived: a lower
+    /// bound, so a run waiting for its tick never starts early. The estimate keeps the best
+    /// (highest) lower bound, since a slow reply understates the clock by its delay; a reading
+    /// more than a second below the estimate means the Redis clock moved back (a restart on
+    /// another host, say) and replaces it.
     fn set_clock(&self, redis_ms: i64, read_at: Instant) {
         if let Ok(mut c) = self.clock.lock() {
-            *c = Some((redis_ms, read_at));
+            let keep = c.is_some_and(|(ms, at)| {
+                let estimate = ms + read_at.saturating_duration_since(at).as_millis() as i64;
+                estimate > redis_ms && estimate - redis_ms < 1_000
+            });
+            if !keep {
+                *c = Some((redis_ms, read_at));
+            }
         }
     }
 
@@ -514,7 +525,7 @@ impl Engine {
         if batch.is_empty() {
             return batch;
         }
-        let res: dotjob_shared::Result<Vec<String>> = async {
+        let res: dotjob_shared::Result<(i64, Vec<String>)> = async {
             let mut inv = scripts::RECHECK.prepare_invoke();
             inv.key(&self.prefix);
             for d in &batch {
@@ -524,10 +535,12 @@ impl Engine {
             Ok(inv.invoke_async(&mut c).await?)
         }
         .await;
-        let Ok(checks) = res else {
+        let Ok((now, checks)) = res else {
             warn!("cannot re-check runs fired ahead; starting them as fired");
             return batch;
         };
+        // A fresh reading just before these runs' tick sharpens the instant they start at.
+        self.set_clock(now, Instant::now());
         let mut keep = Vec::with_capacity(batch.len());
         for (mut d, pair) in batch.into_iter().zip(checks.chunks(2)) {
             let [status, version] = pair else { continue };
@@ -893,12 +906,13 @@ impl Engine {
         job: Arc<CachedJob>,
         permit: OwnedSemaphorePermit,
     ) {
-        if let Some(now) = self.redis_now()
-            && d.at > now
-        {
-            tokio::time::sleep_until(self.instant_of(d.at).into()).await;
-        }
-        let started = Instant::now();
+        // A run fired ahead starts at its tick on the Redis clock. Everything is prepared
+        // before that instant and the handler's own task waits for it, so at the tick only
+        // timers fire and handlers start.
+        let started = match self.redis_now() {
+            Some(now) if d.at > now => self.instant_of(d.at),
+            _ => Instant::now(),
+        };
         // One token per run: a cancel request, the deadline and a hard shutdown all cancel it,
         // and the handler sees it through its context.
         let cancel = self
@@ -933,7 +947,10 @@ impl Engine {
             .get(&job.spec.handler)
         {
             None => Err((
-                "failed",
+                {
+                    tokio::time::sleep_until(started.into()).await;
+                    "failed"
+                },
                 HandlerError::retry(format!(
                     "no handler `{}` on worker {} (it has: {})",
                     job.spec.handler,
@@ -944,7 +961,11 @@ impl Engine {
             Some(h) => {
                 // The handler runs in a task of its own: a panic is caught, and a handler that
                 // never yields still cannot stop this task from recording its timeout.
-                let mut task = tokio::spawn(h.call(ctx));
+                let h = h.clone();
+                let mut task = tokio::spawn(async move {
+                    tokio::time::sleep_until(started.into()).await;
+                    h.call(ctx).await
+                });
                 loop {
                     let wake = (Instant::now() + LOG_FLUSH).min(deadline);
                     tokio::select! {
@@ -984,6 +1005,11 @@ impl Engine {
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
+        if outcome.is_ok() && !job.spec.children.is_empty() {
+            // Before this run is recorded and acknowledged: a worker dying in between re-runs
+            // the parent, which fires the children again (at least once, never lost).
+            self.fire_children(&d.run, &job.spec.children, &log).await;
+        }
         if let Ok(mut m) = self.inflight.lock()
             && let Some(f) = m.get_mut(&d.entry)
         {
@@ -1041,6 +1067,24 @@ impl Engine {
         let mut v: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
         v.sort_unstable();
         v.join(", ")
+    }
+
+    /// Enqueues a succeeded run's child jobs (trigger `child`, `parent_run` = this run) and
+    /// notes each outcome in the run's log.
+    async fn fire_children(&self, run: &str, children: &[String], log: &Mutex<LogBuffer>) {
+        let store = dotjob_shared::Store::new(self.redis.clone());
+        for child in children {
+            let line = match store.trigger(child, None, "child", Some(run)).await {
+                Ok(child_run) => format!("fired child job {child}: run {child_run}"),
+                Err(e) => {
+                    warn!(run, child = %child, error = %e, "cannot fire a child job");
+                    format!("child job {child} not fired: {e}")
+                }
+            };
+            if let Ok(mut l) = log.lock() {
+                l.push(&line);
+            }
+        }
     }
 
     async fn flush_log(&self, run: &str, log: &Mutex<LogBuffer>) {

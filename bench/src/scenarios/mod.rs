@@ -123,6 +123,13 @@ pub async fn create_jobs(store: &Store, group: &str, schedule: &str, n: u64) -> 
 }
 
 /// Milliseconds since the epoch on this host (the same clock as Redis here).
+/// Wall clock in microseconds.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

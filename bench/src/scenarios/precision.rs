@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dotjob_shared::Store;
 
-use super::{Ctx, create_jobs, now_ms, scheduler, worker};
+use super::{Ctx, create_jobs, now_ms, now_us, scheduler, worker};
 use crate::env::pct;
 
 pub async fn run(ctx: &Ctx, jobs: u64, secs: u64) -> anyhow::Result<()> {
@@ -15,7 +15,7 @@ pub async fn run(ctx: &Ctx, jobs: u64, secs: u64) -> anyhow::Result<()> {
     // Measure whole ticks after a warm-up (the first ticks find the jobs just created).
     let from = (now_ms() / 1_000 + 5) * 1_000;
     let until = from + secs as i64 * 1_000;
-    let lat: Arc<Mutex<Vec<i64>>> =
+    let lat: Arc<Mutex<Vec<(i64, i64)>>> =
         Arc::new(Mutex::new(Vec::with_capacity((jobs * secs) as usize)));
     let l = lat.clone();
     let on_start = Arc::new(move |ctx: &dotjob_worker::RunContext| {
@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, jobs: u64, secs: u64) -> anyhow::Result<()> {
         if (from..until).contains(&at)
             && let Ok(mut v) = l.lock()
         {
-            v.push(now_ms() - at);
+            v.push((at, now_us() - at * 1_000));
         }
     });
     let w1 = worker(redis.clone(), "prec", 1_024, on_start.clone())?;
@@ -36,7 +36,20 @@ pub async fn run(ctx: &Ctx, jobs: u64, secs: u64) -> anyhow::Result<()> {
     s.stop().await;
     w1.stop().await;
     w2.stop().await;
-    let mut v = lat.lock().map(|v| v.clone()).unwrap_or_default();
+    let starts = lat.lock().map(|v| v.clone()).unwrap_or_default();
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        // Per tick: the earliest and latest start, in µs after the tick.
+        let mut by_tick = std::collections::BTreeMap::<i64, (i64, i64)>::new();
+        for &(at, us) in &starts {
+            let e = by_tick.entry(at).or_insert((us, us));
+            e.0 = e.0.min(us);
+            e.1 = e.1.max(us);
+        }
+        for (at, (lo, hi)) in by_tick {
+            eprintln!("precision: tick {at}: first start +{lo} us, last +{hi} us");
+        }
+    }
+    let mut v: Vec<i64> = starts.iter().map(|&(_, us)| us / 1_000).collect();
     v.sort_unstable();
     let expected = jobs * secs;
     println!(

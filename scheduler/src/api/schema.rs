@@ -56,16 +56,15 @@ pub enum ConcurrencyPolicy {
     Replace,
 }
 
-/// Where runs execute: `any` one executor, every live executor (`broadcast`), or
-/// `sharded` into N runs each with its shard parameter.
+/// Where runs execute: `any` one executor, or `sharded` into N runs (run ids end `-s<k>`),
+/// each with its shard index and parameter (a sharded job needs concurrency `allow` and no
+/// children). `broadcast` (every live executor) is not supported yet and is refused.
 #[derive(ToSchema, serde::Serialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Routing {
     /// One run on any executor of the group.
     Any,
-    /// One run on every live executor of the group.
-    Broadcast,
-    /// `shards` runs, each with its index and parameter.
+    /// `shards` runs per tick or trigger, each with its index and parameter.
     Sharded {
         /// Number of shards (1-1024).
         #[schema(minimum = 1, maximum = 1024, example = 2)]
@@ -113,7 +112,8 @@ pub struct Job {
     pub catch_up_limit: u32,
     pub concurrency: ConcurrencyPolicy,
     pub routing: Routing,
-    /// Jobs fired when a run of this one succeeds.
+    /// Jobs triggered (trigger `child`, `parent_run` set) each time a run of this one
+    /// succeeds, before that run is acknowledged: at least once per succeeded run.
     pub children: Vec<String>,
     pub description: String,
     pub labels: BTreeMap<String, String>,
@@ -174,7 +174,7 @@ pub struct JobInput {
     pub catch_up_limit: Option<u32>,
     pub concurrency: Option<ConcurrencyPolicy>,
     pub routing: Option<Routing>,
-    /// At most 32 job ids.
+    /// Jobs triggered when a run of this one succeeds; at most 32 job ids, any group.
     pub children: Option<Vec<String>>,
     /// At most 2000 characters.
     #[schema(max_length = 2000)]

@@ -7,7 +7,9 @@
 -- ARGV[5..] per job: id, expected score, next score ("" = unschedule), version, options,
 --   n, then n ticks; a tick "~<ms>" is recorded `skipped` (misfire skip) instead of fired.
 --   options: concurrency policy (a = allow, f = forbid, r = replace), then "1" when the
---   schedule is exhausted (the job then disables itself, like a fired @once).
+--   schedule is exhausted (the job then disables itself, like a fired @once), then "s" for a
+--   sharded job, whose ticks are followed by its shard count N and N shard parameters (JSON,
+--   "" for none): each tick becomes N runs `<id>-<tick>-s<k>`.
 -- A job is fired only if its schedule score still equals the expected one and is due on the
 -- Redis clock (within the allowed look-ahead); the score then moves to the next fire instant. A tick already in the job's
 -- run index is a replay and is not enqueued again (`ZADD NX` is both check and index).
@@ -34,7 +36,9 @@ local ids = {}
 local i = 5
 while i <= #ARGV do
   ids[#ids + 1] = ARGV[i]
+  local sharded = string.sub(ARGV[i + 4], 3, 3) == 's'
   i = i + 6 + tonumber(ARGV[i + 5])
+  if sharded then i = i + 1 + tonumber(ARGV[i]) end
 end
 if #ids == 0 then return {'ok', 0, 0} end
 local scores = redis.call('ZMSCORE', P .. 'schedule', unpack(ids))
@@ -56,6 +60,8 @@ while i <= #ARGV do
   local policy, exhausted = string.sub(ARGV[i + 4], 1, 1), string.sub(ARGV[i + 4], 2, 2)
   local n = tonumber(ARGV[i + 5])
   i = i + 6
+  local shards = 0
+  if string.sub(ARGV[i - 2], 3, 3) == 's' then shards = tonumber(ARGV[i + n]) end
   local score = scores[j]
   if (not score) or tonumber(score) ~= expected or expected > horizon then
     stale = stale + 1
@@ -66,7 +72,30 @@ while i <= #ARGV do
       if skipped then tick = string.sub(tick, 2) end
       local run = id .. '-' .. tick
       local rk = P .. 'run:' .. run
-      if redis.call('ZADD', P .. 'runs:' .. id, 'NX', tick, run) == 1 then
+      if shards > 0 and not skipped then
+        -- One run per shard; the first shard's index entry is the replay check.
+        local index = P .. 'runs:' .. id
+        if redis.call('ZADD', index, 'NX', tick, run .. '-s0') == 1 then
+          for s = 0, shards - 1 do
+            local srun = run .. '-s' .. s
+            local sp = ARGV[i + n + 1 + s]
+            local e
+            if sp == '' then
+              e = redis.call('XADD', stream, '*', 'run', srun, 'v', version, 'shard', s, 'shards', shards)
+              redis.call('HSET', rk .. '-s' .. s, 'status', 'queued', 'entry', e, 'v', version,
+                'fired_by', token, 'shard', s, 'shards', shards)
+            else
+              e = redis.call('XADD', stream, '*', 'run', srun, 'v', version, 'shard', s, 'shards', shards, 'sp', sp)
+              redis.call('HSET', rk .. '-s' .. s, 'status', 'queued', 'entry', e, 'v', version,
+                'fired_by', token, 'shard', s, 'shards', shards, 'shard_param', sp)
+            end
+            if s > 0 then redis.call('ZADD', index, tick, srun) end
+            active[#active + 1] = srun
+            active[#active + 1] = e
+            fired = fired + 1
+          end
+        end
+      elseif redis.call('ZADD', P .. 'runs:' .. id, 'NX', tick, run) == 1 then
         local current = false
         if policy ~= 'a' then
           current = fired_now[id] or redis.call('HGET', P .. 'inflight', id)
@@ -106,6 +135,7 @@ while i <= #ARGV do
     end
   end
   i = i + n
+  if shards > 0 then i = i + 1 + shards end
 end
 if #reschedule > 0 then redis.call('ZADD', P .. 'schedule', unpack(reschedule)) end
 if #unschedule > 0 then redis.call('ZREM', P .. 'schedule', unpack(unschedule)) end

@@ -3,7 +3,7 @@
 -- newer version the worker must load (invariant 8).
 -- KEYS[1] group prefix
 -- ARGV pairs: run id, job id
--- Returns per run {status or "", current job version or ""}, flattened.
+-- Returns {Redis now in ms, {per run: status or "", current job version or "", flattened}}.
 local P = KEYS[1]
 local out, versions = {}, {}
 for i = 1, #ARGV, 2 do
@@ -14,4 +14,4 @@ for i = 1, #ARGV, 2 do
   out[#out + 1] = redis.call('HGET', P .. 'run:' .. ARGV[i], 'status') or ''
   out[#out + 1] = versions[job]
 end
-return out
+return {now_ms(), out}

@@ -2,7 +2,9 @@
 -- KEYS[1] group prefix
 -- ARGV[1] group, ARGV[2] job id, ARGV[3] params override JSON or "", ARGV[4] trigger kind,
 -- ARGV[5] parent run id or "", ARGV[6] events channel, ARGV[7] how many runs (bulk; only
--- for jobs that allow overlap; at most 2000 per call)
+-- for jobs that allow overlap; at most 2000 per call), ARGV[8] shard count of a sharded job
+-- ("0" otherwise), ARGV[9] index of the first shard to enqueue, ARGV[10..] the parameter
+-- (JSON or "") of each shard to enqueue: a single run becomes one run `<run>-s<k>` per shard.
 -- The job's concurrency policy applies as to scheduled ticks: under `forbid` a trigger while
 -- a run is in flight is refused (error "INFLIGHT <run>"); under `replace` that run is
 -- cancelled. Per run: one XADD and one HSET of what cannot be derived (the run id gives the
@@ -28,15 +30,46 @@ end
 local last = redis.call('INCRBY', P .. 'seq', count)
 local stream = P .. 'stream'
 local out, index, active = {}, {}, {}
+local shards, first = tonumber(ARGV[8] or '0'), tonumber(ARGV[9] or '0')
 local plain = params == '' and parent == '' and kind == 'manual'
 local base = id .. '-m' .. now .. '-'
 local key_base = P .. 'run:' .. base
+-- Notes a run written to the stream for the index, the active map and the answer.
+local function enqueued(run, e)
+  index[#index + 1] = now
+  index[#index + 1] = run
+  active[#active + 1] = run
+  active[#active + 1] = e
+  out[#out + 1] = run
+end
 for n = last - count + 1, last do
   local ns = tostring(n)
   local run = base .. ns
   local rk = key_base .. ns
   local e
-  if plain then
+  if shards > 0 then
+    for a = 10, #ARGV do
+      local s = first + a - 10
+      local srun, sp = run .. '-s' .. s, ARGV[a]
+      local fields = {'run', srun, 'v', version, 'shard', s, 'shards', shards}
+      local record = {'status', 'queued', 'v', version, 'trigger', kind, 'shard', s, 'shards', shards}
+      if sp ~= '' then
+        fields[#fields + 1] = 'sp'; fields[#fields + 1] = sp
+        record[#record + 1] = 'shard_param'; record[#record + 1] = sp
+      end
+      if params ~= '' then
+        fields[#fields + 1] = 'p'; fields[#fields + 1] = params
+        record[#record + 1] = 'params'; record[#record + 1] = params
+      end
+      if parent ~= '' then
+        record[#record + 1] = 'parent_run'; record[#record + 1] = parent
+      end
+      local se = redis.call('XADD', stream, '*', unpack(fields))
+      record[#record + 1] = 'entry'; record[#record + 1] = se
+      redis.call('HSET', key_base .. ns .. '-s' .. s, unpack(record))
+      enqueued(srun, se)
+    end
+  elseif plain then
     -- The common case, without building argument tables.
     e = redis.call('XADD', stream, '*', 'run', run, 'v', version)
     redis.call('HSET', rk, 'status', 'queued', 'entry', e, 'v', version)
@@ -50,11 +83,7 @@ for n = last - count + 1, last do
     if params ~= '' then redis.call('HSET', rk, 'params', params) end
     if parent ~= '' then redis.call('HSET', rk, 'parent_run', parent) end
   end
-  index[#index + 1] = now
-  index[#index + 1] = run
-  active[#active + 1] = run
-  active[#active + 1] = e
-  out[#out + 1] = run
+  if shards == 0 then enqueued(run, e) end
 end
 redis.call('ZADD', P .. 'runs:' .. id, unpack(index))
 redis.call('HSET', P .. 'active', unpack(active))

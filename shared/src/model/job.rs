@@ -469,10 +469,37 @@ impl JobInput {
                 ));
             }
         }
+        let concurrency = self
+            .concurrency
+            .or(base.map(|b| b.concurrency))
+            .unwrap_or_default();
         let children = self
             .children
             .or_else(|| base.map(|b| b.children.clone()))
             .unwrap_or_default();
+        match routing {
+            Routing::Any => {}
+            Routing::Broadcast => {
+                return Err(Error::invalid(
+                    "routing.mode",
+                    "`broadcast` is not supported yet; use `any` or `sharded`",
+                ));
+            }
+            Routing::Sharded { .. } => {
+                if concurrency != ConcurrencyPolicy::Allow {
+                    return Err(Error::invalid(
+                        "concurrency",
+                        "a sharded job needs concurrency `allow`",
+                    ));
+                }
+                if !children.is_empty() {
+                    return Err(Error::invalid(
+                        "children",
+                        "a sharded job cannot have child jobs yet",
+                    ));
+                }
+            }
+        }
         if children.len() > limits::CHILDREN_MAX {
             return Err(Error::invalid(
                 "children",
@@ -533,10 +560,7 @@ impl JobInput {
                 .unwrap_or_default(),
             misfire_threshold_ms,
             catch_up_limit,
-            concurrency: self
-                .concurrency
-                .or(base.map(|b| b.concurrency))
-                .unwrap_or_default(),
+            concurrency,
             routing,
             children,
             description,
@@ -753,6 +777,23 @@ mod tests {
             field_of(with("routing", json!({"mode": "sharded", "shards": 0}))),
             "routing.shards"
         );
+        assert_eq!(
+            field_of(with("routing", json!({"mode": "broadcast"}))),
+            "routing.mode"
+        );
+        let sharded_with = |k: &str, v: Value| {
+            input(json!({"name": "n", "handler": "h", k: v,
+                "routing": {"mode": "sharded", "shards": 2}}))
+        };
+        assert_eq!(
+            field_of(sharded_with("concurrency", json!("replace"))),
+            "concurrency"
+        );
+        assert_eq!(
+            field_of(sharded_with("children", json!(["01abc"]))),
+            "children"
+        );
+        assert!(sharded_with("concurrency", json!("allow")).is_ok());
         assert_eq!(field_of(input(json!({"handler": "h"}))), "name");
         assert_eq!(field_of(input(json!({"name": "n"}))), "handler");
         assert_eq!(
@@ -768,7 +809,7 @@ mod tests {
             "schedule": "0 9 * * MON-FRI", "timezone": "Europe/Berlin",
             "params": {"url": "http://x"}, "labels": {"team": "a"},
             "routing": {"mode": "sharded", "shards": 2, "shard_params": [1, 2]},
-            "misfire_policy": "catch_up", "concurrency": "forbid"
+            "misfire_policy": "catch_up", "concurrency": "allow"
         }))
         .unwrap();
         j.version = 3;
