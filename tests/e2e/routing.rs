@@ -195,3 +195,52 @@ async fn a_succeeded_run_fires_its_child_jobs_and_a_failed_one_does_not() {
     assert!(log.to_string().contains("not fired"), "{log}");
     delete_prefix(&url, &prefix).await;
 }
+
+#[tokio::test]
+async fn a_dead_shard_is_requeued_as_that_shard_alone() {
+    let url = shared_redis();
+    let prefix = unique_prefix("deadshard");
+    let sched = InProcess::start(&url, &prefix).await;
+    let _worker = TestWorker::start(&url, &prefix, "dsh");
+    let api = Api::new(&sched.base);
+    let job = api
+        .create_job(
+            &json!({"name": "doomed shards", "group": "dsh", "handler": "fail",
+            "max_attempts": 2, "backoff": {"base_ms": 100, "max_ms": 200},
+            "routing": {"mode": "sharded", "shards": 2, "shard_params": ["left", "right"]}}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let first = api.trigger(&id, None).await;
+    let base = first.trim_end_matches("-s0").to_owned();
+    for k in 0..2 {
+        let r = api
+            .wait_run_final(&format!("{base}-s{k}"), Duration::from_secs(30))
+            .await;
+        assert_eq!(r["status"], "dead", "{r}");
+    }
+    let dead = api.call("GET", "/groups/dsh/dead", None).await.unwrap();
+    let items = dead.body["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let right = items
+        .iter()
+        .find(|d| d["run"] == json!(format!("{base}-s1")))
+        .unwrap_or_else(|| panic!("no dead letter of shard 1: {items:?}"));
+    let entry = right["entry"].as_str().unwrap();
+    let rq = api
+        .call("POST", &format!("/groups/dsh/dead/{entry}/requeue"), None)
+        .await
+        .unwrap();
+    assert_eq!(rq.status, 202, "{:?}", rq.body);
+    let again = rq.body["run_id"].as_str().unwrap().to_owned();
+    assert!(again.ends_with("-s1"), "{again}");
+    let r = api.wait_run_final(&again, Duration::from_secs(30)).await;
+    assert_eq!(r["shard"], 1, "{r}");
+    assert_eq!(r["shards"], 2, "{r}");
+    assert_eq!(r["shard_param"], "right", "{r}");
+    assert_eq!(r["trigger"], "requeue", "{r}");
+    assert_eq!(r["parent_run"], json!(format!("{base}-s1")), "{r}");
+    // Only that shard ran again: the job has its 2 first runs and this one.
+    assert_eq!(api.runs(&id).await.len(), 3);
+    delete_prefix(&url, &prefix).await;
+}
