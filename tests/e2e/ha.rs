@@ -703,7 +703,7 @@ async fn a_scheduler_with_a_skewed_host_clock_fires_on_the_redis_clock() {
         assert!(runs.len() >= 4, "{skew}: {} runs in 6 s", runs.len());
         every_second_once(&id, &runs);
         for r in &runs {
-            // Enqueued at most the fire-ahead window (2 s) early, started at its tick.
+            // Enqueued at most the fire-ahead window (2.5 s) early, started at its tick.
             let early = ms(&r["scheduled_at"]) - ms(&r["enqueued_at"]);
             assert!(
                 early <= 2_500,

@@ -1005,6 +1005,9 @@ impl Engine {
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
+        // Recording waits behind handlers that are due to start now (many runs share a tick):
+        // the runtime would otherwise run this task first, delaying their start.
+        tokio::task::yield_now().await;
         if outcome.is_ok() && !job.spec.children.is_empty() {
             // Before this run is recorded and acknowledged: a worker dying in between re-runs
             // the parent, which fires the children again (at least once, never lost).
