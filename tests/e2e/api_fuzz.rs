@@ -426,10 +426,44 @@ impl Fuzz {
             Body::Raw(b) => req.body(b.clone()),
             Body::Huge(n) => req.body(format!("{{\"name\": \"{}\"}}", "n".repeat(*n))),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{} {url}: {e}", op.method))?;
+        // A transport error (not an HTTP status) is retried once on a fresh connection: a
+        // server may close a kept-alive connection just as the client reuses it, or stop
+        // reading a body it refuses early. A server that really went away fails both tries.
+        let retry = req.try_clone();
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(first) => {
+                let chain = |e: &reqwest::Error| {
+                    let mut s = e.to_string();
+                    let mut src = std::error::Error::source(e);
+                    while let Some(c) = src {
+                        s.push_str(&format!(": {c}"));
+                        src = c.source();
+                    }
+                    s
+                };
+                let Some(retry) = retry else {
+                    return Err(format!("{} {url}: {}", op.method, chain(&first)));
+                };
+                eprintln!(
+                    "api fuzz: {} {url}: {}; retrying once",
+                    op.method,
+                    chain(&first)
+                );
+                retry
+                    .header("connection", "close")
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "{} {url}: {} (after {})",
+                            op.method,
+                            chain(&e),
+                            chain(&first)
+                        )
+                    })?
+            }
+        };
         self.sent.fetch_add(1, Ordering::Relaxed);
         let status = resp.status().as_u16();
         *self

@@ -49,6 +49,8 @@ const LOG_FLUSH: Duration = Duration::from_millis(500);
 /// Largest result stored on a run.
 const RESULT_MAX_BYTES: usize = 64 * 1024;
 /// Runs fired ahead of their tick are re-checked this long before it (recalled? changed?).
+/// `save_job.lua` recalls only ticks more than 250 ms away, well beyond this lead, so a run
+/// that passed its re-check is never recalled under it.
 const RECHECK_LEAD: i64 = 20;
 /// Most runs held waiting for their tick, per worker; beyond it the reader pauses.
 const WAIT_MAX: usize = 20_000;

@@ -37,9 +37,12 @@ end
 if mode == 'update' and ARGV[5] ~= 'keep' then
   -- Ticks fired ahead of their instant under the old timing are recalled: they never were
   -- (a worker holding one finds its record gone and drops it), so they can fire again.
+  -- Ticks less than 250 ms away are left to run: a worker re-checks a held run 20 ms before
+  -- its tick and then starts it, so recalling one that close could race that start (the run
+  -- would execute with its record gone).
   local now = now_ms()
   local stream = P .. 'stream'
-  for _, run in ipairs(redis.call('ZRANGE', P .. 'runs:' .. id, '(' .. now, '+inf', 'BYSCORE')) do
+  for _, run in ipairs(redis.call('ZRANGE', P .. 'runs:' .. id, '(' .. (now + 250), '+inf', 'BYSCORE')) do
     local rk = P .. 'run:' .. run
     local f = redis.call('HMGET', rk, 'status', 'entry')
     if f[1] == 'queued' then
