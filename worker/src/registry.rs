@@ -38,11 +38,12 @@ fn registration(e: &Engine) -> String {
 pub(crate) async fn register(e: &Engine) {
     let res: dotjob_shared::Result<()> = async {
         let mut c = e.redis.conn().await?;
-        beat(e, &mut c).await?;
+        // Heartbeat first: a reader never sees the registration without it (not alive).
         let now = dotjob_shared::conn::now_ms(&mut c).await?;
         let _: i64 = c
             .zadd(e.redis.keys().heartbeats(&e.group), &e.id, now)
             .await?;
+        beat(e, &mut c).await?;
         Ok(())
     }
     .await;
