@@ -57,16 +57,20 @@ pub struct Store {
     redis: Redis,
 }
 
-fn script_error(e: redis::RedisError, what: &str) -> Error {
-    // Redis 7 prefixes an error reply that is a single word with `ERR` (`ERR NOTFOUND`),
-    // so the script's code may arrive as the first word of the detail.
-    let (code, detail) = match (e.code(), e.detail()) {
+/// A script's error code and detail. Redis 7 prefixes an error reply that is a single word
+/// with `ERR` (`ERR NOTFOUND`), so the code may arrive as the first word of the detail.
+fn script_code(e: &redis::RedisError) -> (Option<&str>, Option<&str>) {
+    match (e.code(), e.detail()) {
         (Some("ERR"), Some(d)) => {
             let mut words = d.splitn(2, ' ');
             (words.next(), words.next())
         }
         (code, detail) => (code, detail),
-    };
+    }
+}
+
+fn script_error(e: redis::RedisError, what: &str) -> Error {
+    let (code, detail) = script_code(&e);
     match code {
         Some("NOTFOUND") => Error::NotFound(what.to_owned()),
         Some("INFLIGHT") => Error::Conflict(format!(
@@ -348,45 +352,50 @@ impl Store {
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let mut c = self.redis.conn().await?;
-        // A single run of a sharded job is one run per shard (or the one shard asked for).
-        let (shards, first, shard_params): (u32, u32, Vec<String>) = match shard {
-            Some((index, shards, param)) => (shards, index, vec![param]),
-            None if count == 1 => {
-                let routing: Option<String> =
-                    c.hget(self.redis.keys().job(&group, id), "routing").await?;
-                match routing.and_then(|r| serde_json::from_str::<Routing>(&r).ok()) {
-                    Some(Routing::Sharded {
-                        shards,
-                        shard_params,
-                    }) => (
-                        shards,
-                        0,
-                        (0..shards as usize)
-                            .map(|k| {
-                                shard_params
-                                    .get(k)
-                                    .map(Value::to_string)
-                                    .unwrap_or_default()
-                            })
-                            .collect(),
-                    ),
-                    _ => (0, 0, Vec::new()),
-                }
-            }
-            None => (0, 0, Vec::new()),
+        let invoke = |shards: Option<(u32, u32, Vec<String>)>| {
+            let mut inv = scripts::TRIGGER.prepare_invoke();
+            inv.key(self.redis.keys().group_prefix(&group))
+                .arg(&group)
+                .arg(id)
+                .arg(params)
+                .arg(kind)
+                .arg(parent_run.unwrap_or(""))
+                .arg(self.redis.keys().events())
+                .arg(count);
+            match shards {
+                Some((n, first, shard_params)) => inv.arg(n).arg(first).arg(shard_params),
+                None => inv.arg(""),
+            };
+            inv
         };
-        scripts::TRIGGER
-            .key(self.redis.keys().group_prefix(&group))
-            .arg(&group)
-            .arg(id)
-            .arg(params)
-            .arg(kind)
-            .arg(parent_run.unwrap_or(""))
-            .arg(self.redis.keys().events())
-            .arg(count)
-            .arg(shards)
-            .arg(first)
-            .arg(shard_params)
+        // The script knows the job's routing: it answers SHARDED when a single run of a
+        // sharded job needs its shards spelled out, so other jobs pay no extra round trip.
+        let asked = shard.map(|(index, n, param)| (n, index, vec![param]));
+        let err = match invoke(asked).invoke_async(&mut c).await {
+            Ok(runs) => return Ok(runs),
+            Err(e) if script_code(&e).0 == Some("SHARDED") => e,
+            Err(e) => return Err(script_error(e, &format!("job {id}"))),
+        };
+        if count > 1 {
+            return Err(Error::invalid("count", "bulk triggers need routing `any`"));
+        }
+        let routing: Option<String> = c.hget(self.redis.keys().job(&group, id), "routing").await?;
+        let Some(Routing::Sharded {
+            shards,
+            shard_params,
+        }) = routing.and_then(|r| serde_json::from_str::<Routing>(&r).ok())
+        else {
+            return Err(script_error(err, &format!("job {id}")));
+        };
+        let shard_params = (0..shards as usize)
+            .map(|k| {
+                shard_params
+                    .get(k)
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            })
+            .collect();
+        invoke(Some((shards, 0, shard_params)))
             .invoke_async(&mut c)
             .await
             .map_err(|e| script_error(e, &format!("job {id}")))

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use dotjob_tests::redis_handle;
+use dotjob_tests::{Api, ms, redis_handle, wait_for};
 use dotjob_worker::{HandlerError, RunContext, Worker};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 /// Observations of the test handlers.
@@ -121,4 +121,36 @@ impl Drop for TestWorker {
             let _ = tx.send(());
         }
     }
+}
+
+/// Asserts a job's runs cover every second from the first to the last tick, once each;
+/// returns the ticks.
+pub fn assert_every_tick_once(job: &str, runs: &[Value]) -> Vec<i64> {
+    let mut ticks: Vec<i64> = runs.iter().map(|r| ms(&r["scheduled_at"])).collect();
+    ticks.sort_unstable();
+    for w in ticks.windows(2) {
+        assert_ne!(w[0], w[1], "job {job}: tick {} has two runs", w[0]);
+        assert_eq!(
+            w[1] - w[0],
+            1_000,
+            "job {job}: a tick is missing after {}",
+            w[0]
+        );
+    }
+    ticks
+}
+
+/// A job's runs once none is queued or running any more.
+pub async fn settled_runs(api: &Api, job: &str, timeout: Duration) -> Vec<Value> {
+    wait_for(&format!("runs of job {job} to settle"), timeout, || {
+        let api = api.clone();
+        let id = job.to_owned();
+        async move {
+            let r = api.runs(&id).await;
+            r.iter()
+                .all(|r| r["status"] != "running" && r["status"] != "queued")
+                .then_some(r)
+        }
+    })
+    .await
 }

@@ -11,7 +11,7 @@ use dotjob_tests::{
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::common::TestWorker;
+use crate::common::{TestWorker, assert_every_tick_once};
 
 /// Waits until every run of `jobs` is final; returns them per job.
 async fn all_final(api: &Api, jobs: &[String], timeout: Duration) -> Vec<Vec<Value>> {
@@ -36,22 +36,6 @@ async fn all_final(api: &Api, jobs: &[String], timeout: Duration) -> Vec<Vec<Val
         }
     })
     .await
-}
-
-/// Asserts a job's runs cover every second from the first to the last tick, once each.
-fn assert_every_tick_once(job: &str, runs: &[Value]) -> Vec<i64> {
-    let mut ticks: Vec<i64> = runs.iter().map(|r| ms(&r["scheduled_at"])).collect();
-    ticks.sort_unstable();
-    for w in ticks.windows(2) {
-        assert_ne!(w[0], w[1], "job {job}: tick {} has two runs", w[0]);
-        assert_eq!(
-            w[1] - w[0],
-            1_000,
-            "job {job}: a tick is missing after {}",
-            w[0]
-        );
-    }
-    ticks
 }
 
 /// The pid inside an executor id (`<host>-<pid>-<suffix>`).

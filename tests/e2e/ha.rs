@@ -10,7 +10,7 @@ use dotjob_tests::{
 };
 use serde_json::{Value, json};
 
-use crate::common::TestWorker;
+use crate::common::{TestWorker, assert_every_tick_once, settled_runs};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -47,22 +47,6 @@ async fn entries_per_tick(url: &str, prefix: &str, group: &str) -> HashMap<(Stri
         }
         start = format!("({last}");
     }
-}
-
-/// Asserts every second from the first tick to the last has exactly one run.
-fn every_second_once(job: &str, runs: &[Value]) -> Vec<i64> {
-    let mut ticks: Vec<i64> = runs.iter().map(|r| ms(&r["scheduled_at"])).collect();
-    ticks.sort_unstable();
-    for w in ticks.windows(2) {
-        assert_ne!(w[0], w[1], "job {job}: tick {} has two runs", w[0]);
-        assert_eq!(
-            w[1] - w[0],
-            1_000,
-            "job {job}: ticks missing after {}",
-            w[0]
-        );
-    }
-    ticks
 }
 
 async fn lease_owner(url: &str, group: &str) -> (String, u64) {
@@ -152,7 +136,7 @@ async fn killing_the_lease_holder_every_5s_loses_no_tick_and_fires_none_twice() 
     let mut late = 0;
     for j in &jobs {
         let runs = api.runs(j).await;
-        let ticks = every_second_once(j, &runs);
+        let ticks = assert_every_tick_once(j, &runs);
         assert!(ticks.len() >= 60, "job {j}: {} ticks", ticks.len());
         late += runs
             .iter()
@@ -217,7 +201,7 @@ async fn a_stalled_lease_holder_fires_nothing_when_it_resumes() {
     let mut by_new = 0;
     for j in &jobs {
         let runs = other.runs(j).await;
-        every_second_once(j, &runs);
+        assert_every_tick_once(j, &runs);
         for r in &runs {
             if r["fired_by"] == json!(stale_token) {
                 assert!(
@@ -398,7 +382,7 @@ async fn misfire_policies_after_every_scheduler_was_down_for_10s() {
     };
     // Default threshold (30 s): every tick of the gap fires, late.
     let d = runs("default").await;
-    every_second_once("default", &d);
+    assert_every_tick_once("default", &d);
     let (in_gap, ticks) = gap(&d);
     assert!(ticks >= 9, "the gap was only {ticks} ticks");
     assert!(
@@ -408,7 +392,7 @@ async fn misfire_policies_after_every_scheduler_was_down_for_10s() {
     );
     // catch_up: every missed tick too.
     let c = runs("catch_up").await;
-    every_second_once("catch_up", &c);
+    assert_every_tick_once("catch_up", &c);
     let (in_gap, ticks) = gap(&c);
     assert!(
         in_gap.len() as i64 >= ticks,
@@ -472,17 +456,7 @@ async fn forbid_never_overlaps_and_records_skips_and_replace_cancels_the_old_run
     ];
     tokio::time::sleep(Duration::from_secs(10)).await;
     pause_all(&api, &ids).await;
-    let fr = wait_for("forbid runs to settle", Duration::from_secs(15), || {
-        let api = api.clone();
-        let id = ids[0].clone();
-        async move {
-            let r = api.runs(&id).await;
-            r.iter()
-                .all(|r| r["status"] != "running" && r["status"] != "queued")
-                .then_some(r)
-        }
-    })
-    .await;
+    let fr = settled_runs(&api, &ids[0], Duration::from_secs(15)).await;
     let mut ran: Vec<(i64, i64)> = fr
         .iter()
         .filter(|r| r["status"] == "succeeded")
@@ -530,17 +504,7 @@ async fn forbid_never_overlaps_and_records_skips_and_replace_cancels_the_old_run
         .await
         .unwrap();
 
-    let rr = wait_for("replace runs to settle", Duration::from_secs(15), || {
-        let api = api.clone();
-        let id = ids[1].clone();
-        async move {
-            let r = api.runs(&id).await;
-            r.iter()
-                .all(|r| r["status"] != "running" && r["status"] != "queued")
-                .then_some(r)
-        }
-    })
-    .await;
+    let rr = settled_runs(&api, &ids[1], Duration::from_secs(15)).await;
     let cancelled: Vec<&Value> = rr.iter().filter(|r| r["status"] == "cancelled").collect();
     assert!(
         cancelled.len() >= 3,
@@ -701,7 +665,7 @@ async fn a_scheduler_with_a_skewed_host_clock_fires_on_the_redis_clock() {
         })
         .await;
         assert!(runs.len() >= 4, "{skew}: {} runs in 6 s", runs.len());
-        every_second_once(&id, &runs);
+        assert_every_tick_once(&id, &runs);
         for r in &runs {
             // Enqueued at most the fire-ahead window (2.5 s) early, started at its tick.
             let early = ms(&r["scheduled_at"]) - ms(&r["enqueued_at"]);

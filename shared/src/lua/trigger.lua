@@ -3,7 +3,7 @@
 -- ARGV[1] group, ARGV[2] job id, ARGV[3] params override JSON or "", ARGV[4] trigger kind,
 -- ARGV[5] parent run id or "", ARGV[6] events channel, ARGV[7] how many runs (bulk; only
 -- for jobs that allow overlap; at most 2000 per call), ARGV[8] shard count of a sharded job
--- ("0" otherwise), ARGV[9] index of the first shard to enqueue, ARGV[10..] the parameter
+-- ("" = not resolved: error "SHARDED" if the job is sharded), ARGV[9] index of the first shard to enqueue, ARGV[10..] the parameter
 -- (JSON or "") of each shard to enqueue: a single run becomes one run `<run>-s<k>` per shard.
 -- The job's concurrency policy applies as to scheduled ticks: under `forbid` a trigger while
 -- a run is in flight is refused (error "INFLIGHT <run>"); under `replace` that run is
@@ -14,9 +14,13 @@
 -- "NOTFOUND" if the job does not exist.
 local P = KEYS[1]
 local group, id, params, kind, parent = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local job = redis.call('HMGET', P .. 'job:' .. id, 'version', 'concurrency')
+local job = redis.call('HMGET', P .. 'job:' .. id, 'version', 'concurrency', 'routing')
 local version, policy = job[1], job[2]
 if not version then return redis.error_reply('NOTFOUND') end
+if ARGV[8] == '' and job[3] and string.find(job[3], '"sharded"', 1, true) then
+  -- The caller did not spell out the shards of this sharded job: it reads them and retries.
+  return redis.error_reply('SHARDED')
+end
 local now = now_ms()
 local count = tonumber(ARGV[7] or '1')
 if count > 1 and policy ~= 'allow' then
@@ -30,7 +34,7 @@ end
 local last = redis.call('INCRBY', P .. 'seq', count)
 local stream = P .. 'stream'
 local out, index, active = {}, {}, {}
-local shards, first = tonumber(ARGV[8] or '0'), tonumber(ARGV[9] or '0')
+local shards, first = tonumber(ARGV[8]) or 0, tonumber(ARGV[9]) or 0
 local plain = params == '' and parent == '' and kind == 'manual'
 local base = id .. '-m' .. now .. '-'
 local key_base = P .. 'run:' .. base
