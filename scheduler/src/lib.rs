@@ -33,8 +33,12 @@ pub struct Options {
     pub redis: Redis,
     /// Scheduling settings.
     pub engine: EngineSettings,
-    /// In-process worker: its group, settings and shell allow-list.
-    pub embedded_worker: Option<(String, dotjob_worker::Settings, Vec<String>)>,
+    /// In-process worker: its group, settings and stock handler settings.
+    pub embedded_worker: Option<(
+        String,
+        dotjob_worker::Settings,
+        dotjob_worker::stock::StockConfig,
+    )>,
 }
 
 /// Runs the scheduler on `listener` until `shutdown` resolves, then stops serving, lets the
@@ -74,10 +78,10 @@ pub async fn run_with(
         engine.run(async move { stop.cancelled().await })
     });
     let worker_task = match opts.embedded_worker {
-        Some((group, settings, shell_allow)) => {
+        Some((group, settings, stock)) => {
             let builder =
                 dotjob_worker::Worker::builder(opts.redis.clone(), group).settings(settings);
-            let worker = dotjob_worker::stock::register(builder, &shell_allow).build()?;
+            let worker = dotjob_worker::stock::register(builder, &stock)?.build()?;
             let stop = stop.clone();
             Some(tokio::spawn(
                 worker.run(async move { stop.cancelled().await }),

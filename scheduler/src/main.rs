@@ -79,13 +79,9 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
             fire_ahead: std::time::Duration::from_millis(cli.fire_ahead_ms),
             ..EngineSettings::default()
         },
-        embedded_worker: cli.embedded_group().map(|g| {
-            (
-                g.to_owned(),
-                cli.worker.settings(),
-                cli.worker.shell_allow.clone(),
-            )
-        }),
+        embedded_worker: cli
+            .embedded_group()
+            .map(|g| (g.to_owned(), cli.worker.settings(), cli.worker.stock())),
     };
     eprintln!(
         "dotjob-scheduler: admin API and console on http://{}/ (Redis {})",

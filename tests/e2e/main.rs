@@ -12,5 +12,6 @@ mod faults;
 mod ha;
 mod reliability;
 mod routing;
+mod security;
 mod spine;
 mod validation;

@@ -485,7 +485,7 @@ impl InProcess {
                 (
                     g.to_owned(),
                     dotjob_worker::Settings::default(),
-                    vec!["true".to_owned(), "sh".to_owned()],
+                    vec!["true".to_owned(), "sh".to_owned()].into(),
                 )
             }),
         };

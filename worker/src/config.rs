@@ -2,9 +2,11 @@
 //! scheduler's embedded worker).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Settings;
+use crate::stock::{ShellConfig, StockConfig};
 
 /// Worker flags; each also reads an environment variable.
 #[derive(clap::Args, Clone, Debug)]
@@ -18,9 +20,17 @@ pub struct WorkerArgs {
     /// On SIGTERM / Ctrl-C, how long in-flight runs may take to finish before being handed back.
     #[arg(long, env = "DOTJOB_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
-    /// Programs the `shell` handler may run (comma-separated; empty = shell disabled).
+    /// Programs the `shell` handler may run (comma-separated; empty = shell disabled): plain
+    /// names, resolved on this process's PATH at start, or absolute paths.
     #[arg(long, env = "DOTJOB_SHELL_ALLOW", value_delimiter = ',')]
     pub shell_allow: Vec<String>,
+    /// When set, the only environment variables `shell` jobs may set (comma-separated;
+    /// `PREFIX_*` for a prefix). Loader variables (PATH, LD_*, ...) are refused regardless.
+    #[arg(long, env = "DOTJOB_SHELL_ENV_ALLOW", value_delimiter = ',')]
+    pub shell_env_allow: Vec<String>,
+    /// When set, folders a `shell` job's `cwd` must lie inside (comma-separated).
+    #[arg(long, env = "DOTJOB_SHELL_CWD_ALLOW", value_delimiter = ',')]
+    pub shell_cwd_allow: Vec<PathBuf>,
 }
 
 impl WorkerArgs {
@@ -31,6 +41,22 @@ impl WorkerArgs {
             lease: Duration::from_millis(self.lease_ms),
             grace: Duration::from_millis(self.shutdown_grace_ms),
             ..Settings::default()
+        }
+    }
+
+    /// The stock handlers' settings these flags describe.
+    pub fn stock(&self) -> StockConfig {
+        StockConfig {
+            shell: ShellConfig {
+                allow: self.shell_allow.clone(),
+                env_allow: self.shell_env_allow.clone(),
+                cwd_allow: self
+                    .shell_cwd_allow
+                    .iter()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .cloned()
+                    .collect(),
+            },
         }
     }
 }

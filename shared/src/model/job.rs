@@ -397,6 +397,7 @@ impl JobInput {
                 ),
             ));
         }
+        crate::model::stock_params::validate_stock_params(&handler, &params)?;
         let timeout_ms = self
             .timeout_ms
             .or(base.map(|b| b.timeout_ms))

@@ -2,6 +2,7 @@
 
 pub mod job;
 pub mod run;
+pub mod stock_params;
 
 use crate::error::{Error, Result};
 

@@ -44,7 +44,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli, cfg: dotjob_shared::config::RedisConfig) -> anyhow::Result<()> {
     let redis = Redis::new(&cfg)?;
     let builder = Worker::builder(redis.clone(), &cli.group).settings(cli.worker.settings());
-    let worker = stock::register(builder, &cli.worker.shell_allow).build()?;
+    let worker = stock::register(builder, &cli.worker.stock())?.build()?;
     if let Some(addr) = cli.metrics.metrics_listen {
         let bound = telemetry::serve_metrics(addr, redis).await?;
         tracing::info!(%bound, "serving /metrics and /healthz");

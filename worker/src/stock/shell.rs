@@ -1,14 +1,20 @@
-//! The `shell` handler: runs a program, refused unless it is allow-listed.
+//! The `shell` handler: runs an allow-listed program, with no shell in between.
 //!
-//! Params: `command` (argv array, required), `env` (object of strings), `cwd`. The program
-//! (`command[0]`, compared exactly) must be listed in `DOTJOB_SHELL_ALLOW`; no shell is
-//! involved, so there is no quoting or expansion. The program sees `DOTJOB_RUN_ID`,
-//! `DOTJOB_JOB_ID`, `DOTJOB_GROUP`, `DOTJOB_ATTEMPT` and `DOTJOB_EXECUTOR` in its
-//! environment. stdout and stderr lines go to the run's
-//! log (bounded like every run log). Exit status 0 succeeds; the child is killed when the run
-//! times out or is cancelled.
+//! Params: `command` (argv array, required), `env` (object of strings), `cwd` (absolute
+//! folder). What may run is decided by a [`ShellPolicy`] resolved once at worker start:
+//! `command[0]` must be an allowed name exactly (or an allowed absolute path, or the path a
+//! name resolved to), and the resolved absolute path is what gets executed; `env` names
+//! that change how programs load are refused; `cwd` must exist (and lie inside the allowed
+//! folders, when configured). A refusal is a fatal error naming the field: no retry.
+//!
+//! The program inherits the worker's environment except the variables that could carry
+//! the worker's own credentials (every `DOTJOB_*` and `REDIS_*` variable), then gets the
+//! job's `env`, then `DOTJOB_RUN_ID`, `DOTJOB_JOB_ID`, `DOTJOB_GROUP`, `DOTJOB_ATTEMPT` and
+//! `DOTJOB_EXECUTOR`. stdout and stderr lines go to the run's log (bounded like every run
+//! log). Exit status 0 succeeds; the child is killed when the run times out or is
+//! cancelled.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -17,6 +23,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use super::shell_policy::{ShellConfig, ShellPolicy};
 use crate::{Handler, HandlerError, HandlerResult, RunContext, handler::HandlerFuture};
 
 #[derive(Deserialize)]
@@ -31,22 +38,44 @@ struct Params {
 
 /// Runs allow-listed programs.
 pub struct ShellHandler {
-    allow: Arc<HashSet<String>>,
+    policy: Arc<ShellPolicy>,
 }
 
 impl ShellHandler {
-    /// A handler allowing exactly the programs in `allow`.
+    /// A handler allowing exactly the programs in `allow` (names resolved on this
+    /// process's `PATH` now), with no further env or cwd restriction. Panics on a malformed
+    /// entry; use [`ShellHandler::with_config`] to handle that.
     pub fn new(allow: &[String]) -> Self {
-        Self {
-            allow: Arc::new(
-                allow
-                    .iter()
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-            ),
+        match Self::with_config(&ShellConfig {
+            allow: allow.to_vec(),
+            ..ShellConfig::default()
+        }) {
+            Ok(h) => h,
+            Err(e) => panic!("{e}"),
         }
     }
+
+    /// A handler with every setting; resolves the allowed programs now. Names not found
+    /// on the `PATH` are logged (their runs are refused); malformed settings are an error.
+    pub fn with_config(cfg: &ShellConfig) -> Result<Self, String> {
+        let (policy, missing) = ShellPolicy::resolve(cfg)?;
+        for name in missing {
+            tracing::warn!(
+                program = name,
+                "DOTJOB_SHELL_ALLOW names a program not found on this worker's PATH; its runs will be refused"
+            );
+        }
+        Ok(Self {
+            policy: Arc::new(policy),
+        })
+    }
+}
+
+/// Worker variables a program must not see: they may hold the worker's credentials
+/// (Redis URL with a password, API tokens, secrets).
+fn inherited_but_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.starts_with("DOTJOB_") || n.starts_with("REDIS_"))
 }
 
 async fn pipe_lines(r: impl tokio::io::AsyncRead + Unpin, prefix: &'static str, ctx: RunContext) {
@@ -56,19 +85,28 @@ async fn pipe_lines(r: impl tokio::io::AsyncRead + Unpin, prefix: &'static str, 
     }
 }
 
-async fn call(allow: Arc<HashSet<String>>, ctx: RunContext) -> HandlerResult {
+async fn call(policy: Arc<ShellPolicy>, ctx: RunContext) -> HandlerResult {
     let p: Params = ctx.params_as()?;
     let Some(program) = p.command.first() else {
         return Err(HandlerError::fatal(
             "params.command: needs at least the program",
         ));
     };
-    if !allow.contains(program) {
-        return Err(HandlerError::fatal(format!(
-            "params.command: `{program}` is not in DOTJOB_SHELL_ALLOW on this worker"
-        )));
+    let path = policy.program(program).map_err(HandlerError::fatal)?;
+    for name in p.env.keys() {
+        policy.check_env(name).map_err(HandlerError::fatal)?;
     }
-    let mut cmd = Command::new(program);
+    let cwd = match &p.cwd {
+        Some(c) => Some(policy.cwd(c).await.map_err(HandlerError::fatal)?),
+        None => None,
+    };
+    let mut cmd = Command::new(path);
+    cmd.arg0(program);
+    for (name, _) in std::env::vars_os() {
+        if inherited_but_hidden(&name) {
+            cmd.env_remove(name);
+        }
+    }
     cmd.args(&p.command[1..])
         .envs(&p.env)
         .env("DOTJOB_RUN_ID", ctx.run_id())
@@ -80,7 +118,7 @@ async fn call(allow: Arc<HashSet<String>>, ctx: RunContext) -> HandlerResult {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(cwd) = &p.cwd {
+    if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
     let mut child = cmd
@@ -114,7 +152,7 @@ async fn call(allow: Arc<HashSet<String>>, ctx: RunContext) -> HandlerResult {
 
 impl Handler for ShellHandler {
     fn call(&self, ctx: RunContext) -> HandlerFuture {
-        Box::pin(call(self.allow.clone(), ctx))
+        Box::pin(call(self.policy.clone(), ctx))
     }
 }
 
@@ -153,5 +191,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ok["exit_code"], 0);
+    }
+
+    /// Each refusal is fatal, names its field, and runs nothing.
+    #[tokio::test]
+    async fn loader_variables_relative_paths_and_bad_cwd_are_refused() {
+        let h = ShellHandler::new(&["sh".to_owned()]);
+        for (params, field) in [
+            (
+                json!({"command": ["sh", "-c", "echo ran"], "env": {"PATH": "/tmp"}}),
+                "params.env.PATH",
+            ),
+            (
+                json!({"command": ["sh", "-c", "echo ran"], "env": {"LD_PRELOAD": "/tmp/x.so"}}),
+                "params.env.LD_PRELOAD",
+            ),
+            (
+                json!({"command": ["sh", "-c", "echo ran"], "env": {"BASH_ENV": "/tmp/x"}}),
+                "params.env.BASH_ENV",
+            ),
+            (
+                json!({"command": ["./sh", "-c", "echo ran"], "cwd": "/bin"}),
+                "params.command",
+            ),
+            (
+                json!({"command": ["bin/sh", "-c", "echo ran"], "cwd": "/"}),
+                "params.command",
+            ),
+            (
+                json!({"command": ["sh", "-c", "echo ran"], "cwd": "/no/such/folder"}),
+                "params.cwd",
+            ),
+        ] {
+            let ctx = RunContext::for_test(params.clone());
+            let err = h.call(ctx.clone()).await.unwrap_err();
+            assert!(!err.is_retryable(), "{params}");
+            assert!(
+                err.message().starts_with(field),
+                "{params}: {}",
+                err.message()
+            );
+            assert!(ctx.unflushed_log().is_empty(), "{params} ran something");
+        }
+    }
+
+    /// The resolved path runs even when the job names the program by that path, and
+    /// argv[0] stays what the job wrote.
+    #[tokio::test]
+    async fn runs_the_resolved_path_with_allowed_variables() {
+        let h = ShellHandler::new(&["sh".to_owned()]);
+        let ctx = RunContext::for_test(json!({
+            "command": ["sh", "-c", "echo \"$0 $GREETING\""],
+            "env": {"GREETING": "hi"},
+            "cwd": "/",
+        }));
+        h.call(ctx.clone()).await.unwrap();
+        assert_eq!(ctx.unflushed_log(), ["sh hi"]);
     }
 }

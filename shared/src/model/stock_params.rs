@@ -1,0 +1,303 @@
+//! Write-time checks of the params of jobs using the stock handlers (`shell`, `http`).
+//!
+//! The admin API knows nothing of a worker's allow-lists, but it can refuse params that no
+//! worker would ever run: a `shell` command that is not an argv array of strings, a relative
+//! program path, an environment variable a job may never set. The same rules are enforced
+//! again by the stock worker at run time (the worker is the authority; this check only
+//! turns a certain failure later into a 400 naming the field now). The list of refused
+//! environment variables lives here so the API and the worker share it.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Variables a job may never set for the `shell` handler, compared case-insensitively:
+/// they choose which program or library is loaded, or change how a shell or interpreter
+/// starts, so setting them runs code the allow-list never named.
+const REFUSED_ENV: &[&str] = &[
+    "PATH",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "CDPATH",
+    "GLOBIGNORE",
+    "PROMPT_COMMAND",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PYTHONINSPECT",
+    "PYTHONUSERBASE",
+    "PYTHONBREAKPOINT",
+    "PERL5LIB",
+    "PERLLIB",
+    "PERL5OPT",
+    "PERL5DB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "LUA_PATH",
+    "LUA_CPATH",
+    "LUA_INIT",
+    "TCLLIBPATH",
+    "CLASSPATH",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "GCONV_PATH",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "LOCALDOMAIN",
+    "GLIBC_TUNABLES",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "GIT_CONFIG",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+];
+
+/// Prefixes of refused variables (same reason as [`REFUSED_ENV`]; `DOTJOB_` is the
+/// worker's own).
+const REFUSED_ENV_PREFIXES: &[&str] = &[
+    "LD_",
+    "DYLD_",
+    "BASH_FUNC_",
+    "MALLOC_",
+    "GIT_CONFIG_",
+    "LUA_INIT_",
+    "DOTJOB_",
+];
+
+/// Fields the `shell` handler takes.
+const SHELL_FIELDS: &[&str] = &["command", "env", "cwd"];
+
+/// Why a job may not set the environment variable `name` for the `shell` handler, or
+/// `None` when it may.
+pub fn refused_env_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Some("is not a variable name (empty, or contains `=` or NUL)");
+    }
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("DOTJOB_") {
+        return Some("is reserved for the worker (it sets DOTJOB_RUN_ID and the like)");
+    }
+    if REFUSED_ENV.contains(&upper.as_str())
+        || REFUSED_ENV_PREFIXES.iter().any(|p| upper.starts_with(p))
+    {
+        return Some(
+            "may not be set by a job: it changes which program or library runs, or how a \
+             shell or interpreter starts",
+        );
+    }
+    None
+}
+
+/// Why `program` (a `shell` job's `command[0]`) can never be allowed, or `None`.
+/// A program is named as listed in the allow-list (a plain name) or by its absolute path;
+/// a relative path would run whatever sits at that place relative to the working folder.
+pub fn refused_program(program: &str) -> Option<&'static str> {
+    if program.is_empty() {
+        return Some("the program name is empty");
+    }
+    if program.contains('\0') {
+        return Some("contains NUL");
+    }
+    if program.contains('/') && !program.starts_with('/') {
+        return Some(
+            "is a relative path; name the program as it is listed in DOTJOB_SHELL_ALLOW, or by \
+             its absolute path",
+        );
+    }
+    None
+}
+
+/// Checks the params of a job whose handler is a stock one; other handlers' params are
+/// their own business. The error names the field, e.g. `params.env.PATH`.
+pub fn validate_stock_params(handler: &str, params: &Value) -> Result<()> {
+    match handler {
+        "shell" => shell(params),
+        _ => Ok(()),
+    }
+}
+
+fn object<'a>(field: &str, v: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
+    v.as_object()
+        .ok_or_else(|| Error::invalid(field, format!("must be an object ({what})")))
+}
+
+fn shell(params: &Value) -> Result<()> {
+    let p = object(
+        "params",
+        params,
+        "the shell handler takes command, env, cwd",
+    )?;
+    if let Some(k) = p.keys().find(|k| !SHELL_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            format!("params.{k}"),
+            "unknown field; the shell handler takes command, env, cwd",
+        ));
+    }
+    let Some(command) = p.get("command") else {
+        return Err(Error::invalid(
+            "params.command",
+            "is required (an argv array: program, then arguments)",
+        ));
+    };
+    let argv = command.as_array().ok_or_else(|| {
+        Error::invalid(
+            "params.command",
+            "must be an argv array of strings (no shell is involved)",
+        )
+    })?;
+    if argv.is_empty() {
+        return Err(Error::invalid(
+            "params.command",
+            "needs at least the program",
+        ));
+    }
+    for (i, a) in argv.iter().enumerate() {
+        let field = format!("params.command[{i}]");
+        let Some(s) = a.as_str() else {
+            return Err(Error::invalid(field, "must be a string"));
+        };
+        if i == 0 {
+            if let Some(why) = refused_program(s) {
+                return Err(Error::invalid(field, why));
+            }
+        } else if s.contains('\0') {
+            return Err(Error::invalid(field, "contains NUL"));
+        }
+    }
+    if let Some(env) = p.get("env") {
+        let env = object("params.env", env, "variable name → string")?;
+        for (name, v) in env {
+            let field = format!("params.env.{name}");
+            if let Some(why) = refused_env_name(name) {
+                return Err(Error::invalid(field, format!("{name} {why}")));
+            }
+            match v.as_str() {
+                Some(s) if s.contains('\0') => {
+                    return Err(Error::invalid(field, "contains NUL"));
+                }
+                Some(_) => {}
+                None => return Err(Error::invalid(field, "must be a string")),
+            }
+        }
+    }
+    match p.get("cwd") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s.starts_with('/') && !s.contains('\0') => Ok(()),
+        Some(_) => Err(Error::invalid(
+            "params.cwd",
+            "must be an absolute folder path",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn field(handler: &str, params: Value) -> Option<String> {
+        match validate_stock_params(handler, &params) {
+            Ok(()) => None,
+            Err(Error::Invalid { field, .. }) => Some(field),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn good_shell_params_pass() {
+        assert_eq!(
+            field(
+                "shell",
+                json!({"command": ["date", "-u"], "env": {"TZ": "UTC", "LANG": "C"}, "cwd": "/tmp"})
+            ),
+            None
+        );
+        assert_eq!(field("shell", json!({"command": ["/bin/date"]})), None);
+    }
+
+    #[test]
+    fn bad_shell_params_name_their_field() {
+        for (params, want) in [
+            (json!("date"), "params"),
+            (json!({}), "params.command"),
+            (json!({"command": "date -u"}), "params.command"),
+            (json!({"command": []}), "params.command"),
+            (json!({"command": [1]}), "params.command[0]"),
+            (json!({"command": ["date", 5]}), "params.command[1]"),
+            (json!({"command": ["./date"]}), "params.command[0]"),
+            (json!({"command": ["bin/date"]}), "params.command[0]"),
+            (json!({"command": [""]}), "params.command[0]"),
+            (
+                json!({"command": ["date"], "env": {"PATH": "/x"}}),
+                "params.env.PATH",
+            ),
+            (
+                json!({"command": ["date"], "env": {"LD_PRELOAD": "/x.so"}}),
+                "params.env.LD_PRELOAD",
+            ),
+            (
+                json!({"command": ["date"], "env": {"ld_library_path": "/x"}}),
+                "params.env.ld_library_path",
+            ),
+            (
+                json!({"command": ["date"], "env": {"BASH_FUNC_date%%": "() { id; }"}}),
+                "params.env.BASH_FUNC_date%%",
+            ),
+            (
+                json!({"command": ["date"], "env": {"DOTJOB_RUN_ID": "x"}}),
+                "params.env.DOTJOB_RUN_ID",
+            ),
+            (
+                json!({"command": ["date"], "env": {"TZ": 1}}),
+                "params.env.TZ",
+            ),
+            (json!({"command": ["date"], "env": ["TZ"]}), "params.env"),
+            (json!({"command": ["date"], "cwd": "tmp"}), "params.cwd"),
+            (json!({"command": ["date"], "shell": true}), "params.shell"),
+        ] {
+            assert_eq!(
+                field("shell", params.clone()).as_deref(),
+                Some(want),
+                "{params}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_handlers_are_not_checked() {
+        assert_eq!(field("send-invoice", json!({"env": {"PATH": "/x"}})), None);
+    }
+
+    #[test]
+    fn env_rules() {
+        for refused in [
+            "PATH",
+            "Path",
+            "LD_AUDIT",
+            "DYLD_INSERT_LIBRARIES",
+            "MALLOC_CHECK_",
+            "GLIBC_TUNABLES",
+            "A=B",
+            "",
+        ] {
+            assert!(refused_env_name(refused).is_some(), "{refused}");
+        }
+        for fine in ["TZ", "LANG", "APP_MODE", "HOME_REGION"] {
+            assert!(refused_env_name(fine).is_none(), "{fine}");
+        }
+    }
+}
