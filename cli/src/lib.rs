@@ -25,7 +25,9 @@ use error::Exit;
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "dotjob", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "dotjob", &mut script);
+        output::write_raw(&script);
         return Ok(Exit::Ok);
     }
     let client = Client::new(&cli.server, cli.token)?;

@@ -3,12 +3,53 @@
 //!
 //! While a progress bar is drawn (apply), warnings go through it so they do not tear it.
 
+use std::io::Write;
 use std::sync::Mutex;
 
 use clap::ValueEnum;
 use comfy_table::{Cell, Table, presets};
 use indicatif::ProgressBar;
 use serde_json::Value;
+
+/// `println!` for stdout that ends the process quietly when stdout is a closed pipe
+/// (`dotjob jobs list | head`), as command-line tools do.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line on stdout (see [`outln!`]).
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = written {
+        stdout_failed(&e);
+    }
+}
+
+/// Writes bytes on stdout as they are.
+pub fn write_raw(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        stdout_failed(&e);
+    }
+}
+
+/// Nobody reads stdout any more: a closed pipe ends the process with success (the reader
+/// chose to stop), anything else with code 1.
+#[allow(clippy::exit)]
+fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing to standard output: {e}");
+    std::process::exit(1);
+}
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -52,7 +93,7 @@ pub fn warn(message: &str) {
 
 /// Prints a JSON document (pretty, final newline).
 pub fn print_json(v: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
@@ -111,17 +152,32 @@ pub fn render_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 /// Prints rows under headers (or a note when there are none).
 pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>, empty: &str) {
     if rows.is_empty() {
-        println!("{empty}");
+        outln!("{empty}");
     } else {
-        println!("{}", render_table(headers, rows));
+        outln!("{}", render_table(headers, rows));
     }
+}
+
+/// Prints an object's fields as `field value` lines: those in `first` in that order, then
+/// the rest as they come, leaving out `skip`.
+pub fn print_object(obj: &serde_json::Map<String, Value>, first: &[&str], skip: &[&str]) {
+    let mut pairs: Vec<(&str, String)> = first
+        .iter()
+        .filter_map(|k| obj.get(*k).map(|v| (*k, cell(v))))
+        .collect();
+    pairs.extend(
+        obj.iter()
+            .filter(|(k, _)| !first.contains(&k.as_str()) && !skip.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), cell(v))),
+    );
+    print_fields(pairs);
 }
 
 /// Prints `field value` pairs, one per line.
 pub fn print_fields(pairs: Vec<(&str, String)>) {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in pairs {
-        println!("{k:<width$}  {v}");
+        outln!("{k:<width$}  {v}");
     }
 }
 

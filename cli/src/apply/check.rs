@@ -81,7 +81,9 @@ pub async fn schedules(client: &Client, plan: &Plan) -> Result<()> {
                     Some(a) if a.status == 400 => {
                         // The preview names its own body's fields; say which job field.
                         let field = a.field.as_deref().unwrap_or("schedule");
-                        Some(format!("{} (field: {field})", a.message))
+                        // Some messages (cron parse errors) span lines.
+                        let message: Vec<&str> = a.message.lines().map(str::trim).collect();
+                        Some(format!("{} (field: {field})", message.join(" ")))
                     }
                     _ => return Err(e),
                 },

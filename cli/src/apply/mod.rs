@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::args::ApplyArgs;
 use crate::client::Client;
 use crate::error::{Exit, exit_code};
+use crate::outln;
 use crate::output::{self, Format};
 use load::FileJob;
 use plan::{Plan, Selector, Update};
@@ -63,7 +64,7 @@ pub async fn run(client: &Client, fmt: Format, args: ApplyArgs, dry: bool) -> Re
     if dry {
         match fmt {
             Format::Json => output::print_json(&render::json(&plan)),
-            Format::Table => println!("{}", render::text(&plan)),
+            Format::Table => outln!("{}", render::text(&plan)),
         }
         return Ok(if plan.is_empty() {
             Exit::Ok
@@ -210,7 +211,7 @@ async fn execute(client: &Client, fmt: Format, plan: Plan, concurrency: usize) -
             Op::Delete(_) => ("deleted", "deleted", String::new()),
         };
         if fmt == Format::Table {
-            println!("{verb} {group}/{name} [{id}]{extra}");
+            outln!("{verb} {group}/{name} [{id}]{extra}");
         }
         push(
             &mut report,
@@ -231,7 +232,7 @@ async fn execute(client: &Client, fmt: Format, plan: Plan, concurrency: usize) -
             if count("failed") > 0 {
                 summary.push_str(&format!(", {} failed", count("failed")));
             }
-            println!("{summary}");
+            outln!("{summary}");
         }
     }
     Ok(exit)

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::args::{DeadAction, DeadArgs, ExecutorAction, ExecutorsArgs};
 use crate::client::Client;
 use crate::error::{Exit, Failure};
+use crate::outln;
 use crate::output::{self, Format, cell, clip, when};
 
 /// `dotjob groups`.
@@ -64,7 +65,7 @@ pub async fn executors(client: &Client, fmt: Format, args: ExecutorsArgs) -> Res
             .await?;
         match fmt {
             Format::Json => output::print_json(&e),
-            Format::Table => println!("executor {id} {verb}d"),
+            Format::Table => outln!("executor {id} {verb}d"),
         }
         return Ok(Exit::Ok);
     }
@@ -136,13 +137,13 @@ pub async fn dead(client: &Client, fmt: Format, args: DeadArgs) -> Result<Exit> 
             .with_context(|| format!("requeueing dead letter {entry}"))?;
         let run = cell(&a["run_id"]);
         if fmt == Format::Table {
-            println!("dead letter {entry} requeued as run {run}");
+            outln!("dead letter {entry} requeued as run {run}");
         }
         requeued.push(json!({"entry": entry, "run_id": a["run_id"]}));
     }
     match fmt {
         Format::Json => output::print_json(&Value::Array(requeued)),
-        Format::Table if entries.is_empty() => println!("no dead letters"),
+        Format::Table if entries.is_empty() => outln!("no dead letters"),
         Format::Table => {}
     }
     Ok(Exit::Ok)

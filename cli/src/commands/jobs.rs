@@ -11,6 +11,7 @@ use crate::args::JobsCmd;
 use crate::client::Client;
 use crate::error::{Exit, Failure};
 use crate::input;
+use crate::outln;
 use crate::output::{self, Format, cell, when};
 
 /// The id of a job given as an id or as `group/name` (exact name, looked up by listing).
@@ -87,7 +88,7 @@ pub async fn run(client: &Client, fmt: Format, cmd: JobsCmd) -> Result<Exit> {
             client.delete(&["jobs", &id]).await?;
             match fmt {
                 Format::Json => output::print_json(&serde_json::json!({"deleted": id})),
-                Format::Table => println!("deleted job {id}"),
+                Format::Table => outln!("deleted job {id}"),
             }
         }
         JobsCmd::Pause { job } => set_enabled(client, fmt, &job, "pause").await?,
@@ -101,7 +102,7 @@ async fn set_enabled(client: &Client, fmt: Format, job: &str, action: &str) -> R
     let job = client.post(&["jobs", &id, action], None).await?;
     match fmt {
         Format::Json => output::print_json(&job),
-        Format::Table => println!(
+        Format::Table => outln!(
             "job {id} ({}/{}) {}; next fire {}",
             cell(&job["group"]),
             cell(&job["name"]),
@@ -140,8 +141,28 @@ async fn confirm_delete(client: &Client, id: &str) -> Result<()> {
     }
 }
 
-/// A `--set` value: JSON when it parses, else the text itself.
-fn set_value(text: &str) -> Value {
+/// Fields (and label entries) whose values are text: `--set` never reads them as JSON,
+/// so `labels.tier=1` is the label `"1"`.
+const TEXT_FIELDS: [&str; 9] = [
+    "name",
+    "group",
+    "handler",
+    "schedule",
+    "timezone",
+    "description",
+    "misfire_policy",
+    "concurrency",
+    "labels",
+];
+
+/// A `--set` value: text for text fields (`null` aside), else JSON when it parses, else
+/// the text itself.
+fn set_value(field: &str, text: &str) -> Value {
+    let top = field.split('.').next().unwrap_or(field);
+    let labels_whole = field == "labels";
+    if TEXT_FIELDS.contains(&top) && !labels_whole && text != "null" {
+        return Value::String(text.to_owned());
+    }
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
@@ -182,7 +203,7 @@ async fn edit_body(
         let Some((field, text)) = s.split_once('=').filter(|(f, _)| !f.is_empty()) else {
             return Err(Failure::usage(format!("--set `{s}`: expected field=value")).into());
         };
-        let value = set_value(text);
+        let value = set_value(field, text);
         let parts: Vec<&str> = field.split('.').collect();
         let (top, rest) = (parts[0], &parts[1..]);
         if rest.is_empty() {
@@ -235,12 +256,23 @@ fn print_list(fmt: Format, jobs: &[Value]) {
     );
 }
 
-/// One job: every field the server sent, in its order.
+/// Fields shown first by `jobs get`; the others follow.
+const FIRST: [&str; 9] = [
+    "id",
+    "name",
+    "group",
+    "handler",
+    "schedule",
+    "timezone",
+    "enabled",
+    "next_fire_at",
+    "version",
+];
+
+/// One job: every field the server sent, the most telling first.
 pub fn print_job(fmt: Format, job: &Value) {
     match (fmt, job.as_object()) {
-        (Format::Table, Some(fields)) => {
-            output::print_fields(fields.iter().map(|(k, v)| (k.as_str(), cell(v))).collect());
-        }
+        (Format::Table, Some(fields)) => output::print_object(fields, &FIRST, &[]),
         _ => output::print_json(job),
     }
 }
@@ -253,12 +285,19 @@ mod tests {
 
     #[test]
     fn set_values_are_json_or_text() {
-        assert_eq!(set_value("5000"), json!(5000));
-        assert_eq!(set_value("false"), json!(false));
-        assert_eq!(set_value("null"), json!(null));
-        assert_eq!(set_value(r#"{"a":1}"#), json!({"a": 1}));
-        assert_eq!(set_value("*/5 * * * * *"), json!("*/5 * * * * *"));
-        assert_eq!(set_value("Europe/Berlin"), json!("Europe/Berlin"));
+        assert_eq!(set_value("timeout_ms", "5000"), json!(5000));
+        assert_eq!(set_value("enabled", "false"), json!(false));
+        assert_eq!(set_value("params", "null"), json!(null));
+        assert_eq!(set_value("schedule", "null"), json!(null));
+        assert_eq!(set_value("params", r#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(set_value("params.x", "text"), json!("text"));
+        assert_eq!(
+            set_value("schedule", "*/5 * * * * *"),
+            json!("*/5 * * * * *")
+        );
+        assert_eq!(set_value("name", "123"), json!("123"));
+        assert_eq!(set_value("labels.tier", "1"), json!("1"));
+        assert_eq!(set_value("labels", r#"{"a":"b"}"#), json!({"a": "b"}));
     }
 
     #[test]

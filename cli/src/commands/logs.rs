@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::args::LogsArgs;
 use crate::client::Client;
 use crate::error::{Exit, Failure};
+use crate::outln;
 use crate::output::{self, Format, cell};
 
 /// Consecutive reconnects without progress after which following gives up.
@@ -74,7 +75,7 @@ pub async fn run(client: &Client, fmt: Format, args: LogsArgs) -> Result<Exit> {
             Format::Json => output::print_json(&logs),
             Format::Table => {
                 for l in logs["lines"].as_array().into_iter().flatten() {
-                    println!("{}", l.as_str().unwrap_or_default());
+                    outln!("{}", l.as_str().unwrap_or_default());
                 }
             }
         }
@@ -162,7 +163,7 @@ impl Follow {
                 let line = data["line"].as_str().unwrap_or_default().to_owned();
                 self.next = n + 1;
                 match self.fmt {
-                    Format::Table => println!("{line}"),
+                    Format::Table => outln!("{line}"),
                     Format::Json => self.lines.push(line),
                 }
             }

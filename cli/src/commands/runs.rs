@@ -11,6 +11,7 @@ use crate::args::{RunsCmd, TriggerArgs};
 use crate::client::Client;
 use crate::commands::jobs::resolve;
 use crate::error::{Exit, Failure};
+use crate::outln;
 use crate::output::{self, Format, cell, clip, when};
 
 /// How often `--wait` looks at the runs.
@@ -55,7 +56,7 @@ pub async fn trigger(client: &Client, fmt: Format, args: TriggerArgs) -> Result<
     if !args.wait {
         match fmt {
             Format::Json => output::print_json(&answer),
-            Format::Table => println!("run {run_id} queued"),
+            Format::Table => outln!("run {run_id} queued"),
         }
         return Ok(Exit::Ok);
     }
@@ -79,7 +80,7 @@ pub async fn trigger(client: &Client, fmt: Format, args: TriggerArgs) -> Result<
                 if let Some(e) = r["error"].as_str() {
                     line.push_str(&format!(": {}", clip(e, 200)));
                 }
-                println!("{line}");
+                outln!("{line}");
             }
         }
     }
@@ -154,7 +155,7 @@ pub async fn run(client: &Client, fmt: Format, cmd: RunsCmd) -> Result<Exit> {
             let r = client.post(&["runs", &run, "cancel"], None).await?;
             match fmt {
                 Format::Json => output::print_json(&r),
-                Format::Table => println!("run {run} {}", cell(&r["status"])),
+                Format::Table => outln!("run {run} {}", cell(&r["status"])),
             }
         }
     }
@@ -233,21 +234,31 @@ fn print_runs(fmt: Format, runs: &[Value]) {
     );
 }
 
+/// Fields shown first by `runs get`; the others follow.
+const RUN_FIRST: [&str; 12] = [
+    "id",
+    "job_id",
+    "status",
+    "attempt",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "worker",
+    "code",
+    "error",
+    "result",
+];
+
 fn print_run(fmt: Format, run: &Value) {
     match (fmt, run.as_object()) {
-        (Format::Table, Some(fields)) => output::print_fields(
-            fields
-                .iter()
-                .filter(|(k, _)| k.as_str() != "attempts")
-                .map(|(k, v)| (k.as_str(), cell(v)))
-                .collect(),
-        ),
+        (Format::Table, Some(fields)) => output::print_object(fields, &RUN_FIRST, &["attempts"]),
         _ => output::print_json(run),
     }
     if fmt == Format::Table
         && let Some(attempts) = run["attempts"].as_array().filter(|a| !a.is_empty())
     {
-        println!();
+        outln!();
         let rows = attempts
             .iter()
             .map(|a| {

@@ -1,0 +1,137 @@
+//! `dotjob trigger --wait` (its exit code is the run's outcome) and `dotjob logs -f` (prints
+//! a live run's lines as they come and ends with the run).
+
+use std::time::{Duration, Instant};
+
+use crate::support::{CHATTY_LINES, Setup, TestWorker, command};
+
+/// Creates a job of group `w` through the CLI (YAML on standard input); returns its id.
+async fn create(setup: &Setup, name: &str, handler: &str) -> String {
+    let yaml = format!("name: {name}\ngroup: w\nhandler: {handler}\n");
+    let out = setup
+        .dotjob_stdin(&["jobs", "create", "-f", "-", "-o", "json"], &yaml)
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    out.json()["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_wait_exits_with_the_runs_outcome() {
+    let setup = Setup::start("cli-wait").await;
+    let _worker = TestWorker::start(&setup, "w");
+    let ok = create(&setup, "succeeds", "ok").await;
+    create(&setup, "fails", "fail").await;
+
+    // By group/name, following the run to its end.
+    let out = setup
+        .dotjob(&["trigger", "w/succeeds", "--wait", "--timeout", "30s"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(" succeeded (attempt 1"),
+        "{}",
+        out.stdout
+    );
+
+    let out = setup
+        .dotjob(&["trigger", "w/fails", "--wait", "--timeout", "30s"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains(" failed (attempt 1"), "{}", out.stdout);
+    assert!(out.stdout.contains("failing on purpose"), "{}", out.stdout);
+
+    // By id, as JSON: one document with the final run.
+    let out = setup
+        .dotjob(&[
+            "trigger",
+            &ok,
+            "--wait",
+            "-o",
+            "json",
+            "--params",
+            r#"{"x": 1}"#,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    assert_eq!(doc["runs"][0]["status"], "succeeded", "{doc}");
+    assert_eq!(doc["runs"][0]["result"]["ok"], true, "{doc}");
+    let run_id = doc["run_id"].as_str().unwrap();
+    let run = setup.api.run(run_id).await;
+    assert_eq!(run["params"]["x"], 1, "{run}");
+
+    // The run list shows both outcomes.
+    let out = setup
+        .dotjob(&["runs", "list", "--group", "w", "-o", "json"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let statuses: Vec<String> = out
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(statuses.len(), 3, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "failed").count(),
+        1,
+        "{statuses:?}"
+    );
+    setup.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_prints_a_live_run_and_ends_with_it() {
+    let setup = Setup::start("cli-logs").await;
+    let _worker = TestWorker::start(&setup, "w");
+    create(&setup, "chatty", "chatty").await;
+    let out = setup.dotjob(&["trigger", "w/chatty", "-o", "json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let run_id = out.json()["run_id"].as_str().unwrap().to_owned();
+
+    let started = Instant::now();
+    let follower = command(&setup.base, &["logs", "-f", &run_id])
+        .spawn()
+        .expect("spawn");
+    // The run is live while the follower starts.
+    let run = setup.api.run(&run_id).await;
+    assert!(
+        matches!(run["status"].as_str(), Some("queued" | "running")),
+        "{run}"
+    );
+    let out = tokio::time::timeout(Duration::from_secs(30), follower.wait_with_output())
+        .await
+        .expect("logs -f ended")
+        .expect("output");
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = (0..CHATTY_LINES).map(|i| format!("line {i}")).collect();
+    let got: Vec<&str> = stdout.lines().collect();
+    assert_eq!(got, want, "logs -f printed");
+    // It followed the run (about 2 s of logging) and stopped once the run was final.
+    assert!(took >= Duration::from_millis(1_500), "ended after {took:?}");
+    let run = setup.api.run(&run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded"));
+
+    // Without -f: the same lines, at once; as JSON, one document.
+    let out = setup.dotjob(&["logs", &run_id, "-o", "json"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.ends_with("}\n"), "{:?}", out.stdout);
+    let doc = out.json();
+    assert_eq!(
+        doc["lines"].as_array().unwrap().len(),
+        CHATTY_LINES,
+        "{doc}"
+    );
+    assert_eq!(doc["complete"], true);
+    setup.finish().await;
+}
