@@ -1,18 +1,24 @@
-//! `dotjob trigger --wait` (its exit code is the run's outcome) and `dotjob logs -f` (prints
-//! a live run's lines as they come and ends with the run).
+//! `dotjob trigger --wait` (its exit code is the run's outcome), dead letters and executors,
+//! and `dotjob logs -f` (prints a live run's lines as they come and ends with the run).
 
 use std::time::{Duration, Instant};
 
 use crate::support::{CHATTY_LINES, Setup, TestWorker, command};
 
-/// Creates a job of group `w` through the CLI (YAML on standard input); returns its id.
-async fn create(setup: &Setup, name: &str, handler: &str) -> String {
-    let yaml = format!("name: {name}\ngroup: w\nhandler: {handler}\n");
+/// Creates a job of group `w` through the CLI (YAML on standard input, with `extra`
+/// lines); returns its id.
+async fn create_with(setup: &Setup, name: &str, handler: &str, extra: &str) -> String {
+    let yaml = format!("name: {name}\ngroup: w\nhandler: {handler}\n{extra}");
     let out = setup
         .dotjob_stdin(&["jobs", "create", "-f", "-", "-o", "json"], &yaml)
         .await;
     assert_eq!(out.code, 0, "{out:?}");
     out.json()["id"].as_str().expect("id").to_owned()
+}
+
+/// Creates a job of group `w` with the defaults; returns its id.
+async fn create(setup: &Setup, name: &str, handler: &str) -> String {
+    create_with(setup, name, handler, "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,6 +85,36 @@ async fn trigger_wait_exits_with_the_runs_outcome() {
         1,
         "{statuses:?}"
     );
+
+    // Attempts exhausted: the run ends dead; the dead letter is listed and requeued.
+    let retry = "max_attempts: 2\nbackoff: {base_ms: 10, max_ms: 10}\n";
+    create_with(&setup, "dies", "retry", retry).await;
+    let out = setup
+        .dotjob(&["trigger", "w/dies", "--wait", "--timeout", "30s"])
+        .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains(" dead (attempt 2"), "{}", out.stdout);
+    let dead = setup.dotjob(&["dead", "w", "-o", "json"]).await.json();
+    assert_eq!(dead.as_array().map(Vec::len), Some(1), "{dead}");
+    let out = setup
+        .dotjob(&["dead", "w", "requeue", "--all", "-o", "json"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let requeued = out.json();
+    assert_eq!(requeued[0]["entry"], dead[0]["entry"], "{requeued}");
+    assert!(requeued[0]["run_id"].is_string(), "{requeued}");
+
+    // The worker is listed; disabling and enabling it shows in its record.
+    let execs = setup.dotjob(&["executors", "w", "-o", "json"]).await.json();
+    let exec = execs[0]["id"].as_str().expect("an executor").to_owned();
+    let out = setup
+        .dotjob(&["executors", "w", "disable", &exec, "-o", "json"])
+        .await;
+    assert_eq!(out.json()["disabled"], true, "{out:?}");
+    let out = setup
+        .dotjob(&["executors", "w", "enable", &exec, "-o", "json"])
+        .await;
+    assert_eq!(out.json()["disabled"], false, "{out:?}");
     setup.finish().await;
 }
 

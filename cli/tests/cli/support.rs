@@ -121,8 +121,8 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
-    /// A worker of `group` with handlers `ok` (returns `{"ok": true}`), `fail` (always fails)
-    /// and `chatty` (logs [`CHATTY_LINES`] lines `line <i>`, one every [`CHATTY_EVERY`]).
+    /// A worker of `group` with handlers `ok` (returns `{"ok": true}`), `fail` (fails, no
+    /// retry), `retry` (fails, retryable) and `chatty` (logs [`CHATTY_LINES`] lines `line <i>`, one every [`CHATTY_EVERY`]).
     pub fn start(setup: &Setup, group: &str) -> Self {
         let worker = Worker::builder(redis_handle(&setup.redis, &setup.prefix), group)
             .handler("ok", |_ctx: RunContext| async {
@@ -130,6 +130,9 @@ impl TestWorker {
             })
             .handler("fail", |_ctx: RunContext| async {
                 Err::<(), _>(HandlerError::fatal("failing on purpose"))
+            })
+            .handler("retry", |_ctx: RunContext| async {
+                Err::<(), _>(HandlerError::retry("failing every attempt"))
             })
             .handler("chatty", |ctx: RunContext| async move {
                 for i in 0..CHATTY_LINES {
