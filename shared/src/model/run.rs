@@ -89,7 +89,8 @@ pub mod code {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
-    /// Run id (derived from its tick).
+    /// Run id, derived from its tick: `<job id>-<tick ms>` for a scheduled tick,
+    /// `<job id>-m<ms>-<n>` for a manual run, `-s<k>` appended per shard.
     pub id: String,
     /// Job it belongs to.
     pub job_id: String,
@@ -123,7 +124,7 @@ pub struct Run {
     pub worker: Option<String>,
     /// 200 ok, 500 failed, 502 timed out.
     pub code: Option<u16>,
-    /// Handler result.
+    /// Handler result (any JSON).
     pub result: Option<Value>,
     /// Error of the last failed attempt.
     pub error: Option<String>,
