@@ -14,6 +14,7 @@ use crate::time::{opt_ms_rfc3339, rfc3339};
 
 /// One group.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Group))]
 pub struct GroupInfo {
     /// Its name.
     pub name: String,
@@ -31,8 +32,10 @@ pub struct GroupInfo {
     pub dead_letters: u64,
 }
 
-/// One executor (worker process) of a group.
+/// One executor (worker process) of a group, with what it registered (`group`, `host`,
+/// `pid`, `version`, `handlers`, `concurrency`, `lease_ms`, `started_at`).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Executor))]
 pub struct ExecutorView {
     /// Its id (consumer name).
     pub id: String,
@@ -41,6 +44,7 @@ pub struct ExecutorView {
     pub registration: serde_json::Map<String, Value>,
     /// Its last heartbeat.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_heartbeat: Option<i64>,
     /// Whether the heartbeat is recent (within three leases).
     pub alive: bool,
@@ -52,6 +56,7 @@ pub struct ExecutorView {
 
 /// One dead letter.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadLetter {
     /// Its entry id in the dead-letter stream (used to requeue it).
     pub entry: String,
@@ -64,6 +69,7 @@ pub struct DeadLetter {
     /// The last error.
     pub error: String,
     /// When it died.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub failed_at: String,
 }
 

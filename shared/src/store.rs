@@ -22,6 +22,7 @@ pub const PAGE_MAX: usize = 500;
 
 /// One page of a listing; pass `next_cursor` back as `cursor` for the next one.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,

@@ -20,7 +20,7 @@ const EXECUTOR_MAX: usize = 256;
 /// List every group with its counts: jobs, stream length, pending, lag, executors, dead
 /// letters.
 #[utoipa::path(get, path = "/groups", operation_id = "list_groups", tag = "groups",
-    responses((status = 200, description = "Every group, by name", body = Vec<schema::Group>)),
+    responses((status = 200, description = "Every group, by name", body = Vec<GroupInfo>)),
     security(("read_token" = []), ("admin_token" = [])))]
 pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiError> {
     Ok(Json(s.store.list_groups().await?))
@@ -31,7 +31,7 @@ pub async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, Api
 #[utoipa::path(get, path = "/groups/{group}/executors", operation_id = "list_executors", tag = "groups",
     params(("group" = String, Path, description = "Group name")),
     responses(
-        (status = 200, description = "The executors, by id", body = Vec<schema::Executor>),
+        (status = 200, description = "The executors, by id", body = Vec<ExecutorView>),
         (status = 404, description = "No such group", body = schema::ErrorBody),
     ),
     security(("read_token" = []), ("admin_token" = [])))]
@@ -63,7 +63,7 @@ async fn set_disabled(
     params(("group" = String, Path, description = "Group name"),
            ("executor" = String, Path, description = "Executor id")),
     responses(
-        (status = 200, description = "The executor", body = schema::Executor),
+        (status = 200, description = "The executor", body = ExecutorView),
         (status = 404, description = "No such group or executor", body = schema::ErrorBody),
     ),
     security(("admin_token" = [])))]
@@ -79,7 +79,7 @@ pub async fn disable(
     params(("group" = String, Path, description = "Group name"),
            ("executor" = String, Path, description = "Executor id")),
     responses(
-        (status = 200, description = "The executor", body = schema::Executor),
+        (status = 200, description = "The executor", body = ExecutorView),
         (status = 404, description = "No such group or executor", body = schema::ErrorBody),
     ),
     security(("admin_token" = [])))]
@@ -106,7 +106,7 @@ pub struct DeadQuery {
 #[utoipa::path(get, path = "/groups/{group}/dead", operation_id = "list_dead_letters", tag = "groups",
     params(("group" = String, Path, description = "Group name"), DeadQuery),
     responses(
-        (status = 200, description = "One page", body = schema::DeadLetterPage),
+        (status = 200, description = "One page", body = Page<DeadLetter>),
         (status = 400, description = "Bad query parameter", body = schema::ErrorBody),
         (status = 404, description = "No such group", body = schema::ErrorBody),
     ),

@@ -63,9 +63,9 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 
 /// Create a job.
 #[utoipa::path(post, path = "/jobs", operation_id = "create_job", tag = "jobs",
-    request_body = schema::JobInput,
+    request_body = JobInput,
     responses(
-        (status = 201, description = "Created", body = schema::Job),
+        (status = 201, description = "Created", body = JobView),
         (status = 400, description = "Invalid field (named in `error.field`); nothing written", body = schema::ErrorBody),
     ),
     security(("admin_token" = [])))]
@@ -83,7 +83,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs",
     params(ListQuery),
     responses(
-        (status = 200, description = "One page", body = schema::JobPage),
+        (status = 200, description = "One page", body = Page<JobView>),
         (status = 400, description = "Bad query parameter", body = schema::ErrorBody),
     ),
     security(("read_token" = []), ("admin_token" = [])))]
@@ -122,7 +122,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The job", body = schema::Job),
+        (status = 200, description = "The job", body = JobView),
         (status = 404, description = "No such job", body = schema::ErrorBody),
     ),
     security(("read_token" = []), ("admin_token" = [])))]
@@ -138,9 +138,9 @@ pub async fn get(
 /// `description`). Bumps the version and invalidates every cached copy.
 #[utoipa::path(patch, path = "/jobs/{id}", operation_id = "update_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    request_body = schema::JobInput,
+    request_body = JobInput,
     responses(
-        (status = 200, description = "The job after the change", body = schema::Job),
+        (status = 200, description = "The job after the change", body = JobView),
         (status = 400, description = "Invalid field; nothing written", body = schema::ErrorBody),
         (status = 404, description = "No such job", body = schema::ErrorBody),
         (status = 409, description = "Changed concurrently too often; retry", body = schema::ErrorBody),
@@ -189,7 +189,7 @@ async fn set_enabled(s: &AppState, id: &str, enabled: bool) -> Result<Json<JobVi
 #[utoipa::path(post, path = "/jobs/{id}/pause", operation_id = "pause_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The paused job (`enabled` false, `next_fire_at` null)", body = schema::Job),
+        (status = 200, description = "The paused job (`enabled` false, `next_fire_at` null)", body = JobView),
         (status = 404, description = "No such job", body = schema::ErrorBody),
     ),
     security(("admin_token" = [])))]
@@ -204,7 +204,7 @@ pub async fn pause(
 #[utoipa::path(post, path = "/jobs/{id}/resume", operation_id = "resume_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "The resumed job", body = schema::Job),
+        (status = 200, description = "The resumed job", body = JobView),
         (status = 404, description = "No such job", body = schema::ErrorBody),
     ),
     security(("admin_token" = [])))]

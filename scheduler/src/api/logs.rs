@@ -56,7 +56,6 @@ pub struct LogQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Logs {
     run_id: String,
-    #[schema(value_type = schema::RunStatus)]
     status: RunStatus,
     lines: Vec<String>,
     /// `from` for the next call.

@@ -4,6 +4,10 @@
 //! is not a handler of the API itself (`/healthz`, `/metrics`, served by the telemetry
 //! router), the security schemes, and the error answers every operation shares.
 //!
+//! The schemas of what the API sends and receives are the model types of `dotjob-shared`
+//! themselves (derived under its `openapi` feature); only the error body is described in
+//! [`super::schema`].
+//!
 //! The document also drives access control: [`super::auth::AccessTable`] reads each
 //! operation's `security` from it.
 
@@ -180,4 +184,151 @@ pub fn json() -> &'static str {
     security(()))]
 pub async fn document() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], json())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use dotjob_shared::model::job::{JobInput, JobView, limits};
+    use dotjob_shared::model::run::Run;
+    use serde_json::{Value, json};
+
+    fn schema(name: &str) -> Value {
+        let doc: Value = serde_json::from_str(super::json()).expect("document is JSON");
+        let s = doc["components"]["schemas"][name].clone();
+        assert!(s.is_object(), "no schema {name}");
+        s
+    }
+
+    /// The keys of a serialised value fit its schema: none undocumented, none required
+    /// missing.
+    fn fits(name: &str, v: &Value) {
+        let s = schema(name);
+        let props: BTreeSet<&str> = s["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let keys: BTreeSet<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let undocumented: Vec<_> = keys.difference(&props).collect();
+        assert!(
+            undocumented.is_empty(),
+            "{name}: {undocumented:?} not documented"
+        );
+        for r in s["required"].as_array().into_iter().flatten() {
+            let r = r.as_str().unwrap_or("");
+            assert!(keys.contains(r), "{name}: required `{r}` not sent");
+        }
+    }
+
+    #[test]
+    fn the_job_schema_is_the_spec_plus_its_next_fire() {
+        let spec = JobInput::from_json(br#"{"name": "n", "handler": "h", "schedule": "@hourly"}"#)
+            .and_then(|i| i.into_spec(None, "01test", 1_790_000_000_000))
+            .expect("valid job");
+        let view = JobView {
+            spec,
+            next_fire_at: Some(1_790_000_000_000),
+        };
+        let v = serde_json::to_value(&view).expect("serialises");
+        fits("Job", &v);
+        assert_eq!(
+            schema("Job")["properties"]["next_fire_at"]["format"],
+            "date-time"
+        );
+        assert_eq!(
+            schema("Job")["properties"]["created_at"]["format"],
+            "date-time"
+        );
+        let props = schema("Job")["properties"]
+            .as_object()
+            .map_or(0, |p| p.len());
+        assert_eq!(
+            props,
+            v.as_object().map_or(0, |o| o.len()),
+            "every field is sent"
+        );
+    }
+
+    #[test]
+    fn the_run_schema_fits_a_full_run() {
+        let f: HashMap<String, String> = [
+            ("status", "failed"),
+            ("job_version", "2"),
+            ("entry", "1790000000123-0"),
+            ("started_at", "1790000000200"),
+            ("finished_at", "1790000000300"),
+            ("attempt", "2"),
+            ("params", "{}"),
+            ("fired_by", "r|1"),
+            ("shard", "0"),
+            ("shards", "2"),
+            ("shard_param", "1"),
+            ("parent_run", "01abc-1"),
+            (
+                "history",
+                r#"[{"attempt": 1, "status": "failed", "started_at": 1790000000000}]"#,
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let run = Run::from_fields("dotjob:{g}:run:01abc-1790000000000", &f).expect("run");
+        let v = serde_json::to_value(&run).expect("serialises");
+        fits("Run", &v);
+        assert_eq!(
+            schema("Run")["properties"]["retry_at"]["format"],
+            "date-time"
+        );
+    }
+
+    #[test]
+    fn job_input_bounds_are_the_validation_limits() {
+        let p = schema("JobInput")["properties"].clone();
+        let max = |f: &str, k: &str| p[f][k].as_u64().unwrap_or_else(|| panic!("{f}.{k}"));
+        assert_eq!(max("name", "maxLength"), limits::NAME_MAX as u64);
+        assert_eq!(max("group", "maxLength"), limits::GROUP_MAX as u64);
+        assert_eq!(max("handler", "maxLength"), limits::HANDLER_MAX as u64);
+        assert_eq!(
+            max("description", "maxLength"),
+            limits::DESCRIPTION_MAX as u64
+        );
+        assert_eq!(max("timeout_ms", "maximum"), limits::TIMEOUT_MAX_MS);
+        assert_eq!(
+            max("misfire_threshold_ms", "maximum"),
+            limits::TIMEOUT_MAX_MS
+        );
+        assert_eq!(
+            max("max_attempts", "maximum"),
+            u64::from(limits::ATTEMPTS_MAX)
+        );
+        assert_eq!(
+            max("catch_up_limit", "maximum"),
+            u64::from(limits::CATCH_UP_MAX)
+        );
+        let sharded = &schema("Routing")["oneOf"]
+            .as_array()
+            .and_then(|v| {
+                v.iter()
+                    .find(|s| s["properties"]["mode"]["enum"] == json!(["sharded"]))
+                    .cloned()
+            })
+            .expect("a sharded variant");
+        assert_eq!(
+            sharded["properties"]["shards"]["maximum"],
+            json!(limits::SHARDS_MAX)
+        );
+        // Server-assigned fields are refused, so they are not offered.
+        for f in ["id", "version", "created_at", "updated_at"] {
+            assert!(p.get(f).is_none(), "{f} is documented as input");
+        }
+        assert_eq!(schema("JobInput")["additionalProperties"], json!(false));
+    }
 }

@@ -18,7 +18,6 @@ use super::schema;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only runs in this status.
-    #[param(value_type = Option<schema::RunStatus>)]
     status: Option<RunStatus>,
     /// Only runs scheduled at or after this instant (RFC 3339).
     #[param(format = DateTime, example = "2026-01-01T00:00:00Z")]
@@ -37,7 +36,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/jobs/{id}/runs", operation_id = "list_runs", tag = "runs",
     params(("id" = String, Path, description = "Job id"), ListQuery),
     responses(
-        (status = 200, description = "One page", body = schema::RunPage),
+        (status = 200, description = "One page", body = Page<Run>),
         (status = 400, description = "Bad query parameter", body = schema::ErrorBody),
         (status = 404, description = "No such job", body = schema::ErrorBody),
     ),
@@ -71,7 +70,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/runs/{id}", operation_id = "get_run", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses(
-        (status = 200, description = "The run", body = schema::Run),
+        (status = 200, description = "The run", body = Run),
         (status = 404, description = "No such run", body = schema::ErrorBody),
     ),
     security(("read_token" = []), ("admin_token" = [])))]
@@ -87,7 +86,7 @@ pub async fn get(
 #[utoipa::path(post, path = "/runs/{id}/cancel", operation_id = "cancel_run", tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses(
-        (status = 200, description = "The run after the request (`cancelled`, or still `running` while its executor stops it)", body = schema::Run),
+        (status = 200, description = "The run after the request (`cancelled`, or still `running` while its executor stops it)", body = Run),
         (status = 404, description = "No such run", body = schema::ErrorBody),
         (status = 409, description = "The run is final already", body = schema::ErrorBody),
     ),

@@ -17,6 +17,7 @@ use crate::time::opt_ms_rfc3339;
 
 /// Where a run is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// In the stream, not yet started.
@@ -86,8 +87,10 @@ pub mod code {
 
 /// One run as the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
-    /// Run id (derived from its tick).
+    /// Run id, derived from its tick: `<job id>-<tick ms>` for a scheduled tick,
+    /// `<job id>-m<ms>-<n>` for a manual run, `-s<k>` appended per shard.
     pub id: String,
     /// Job it belongs to.
     pub job_id: String,
@@ -101,15 +104,19 @@ pub struct Run {
     pub attempt: u32,
     /// The tick (scheduled instant); for a manual run, the trigger instant.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub scheduled_at: Option<i64>,
     /// When it entered the stream.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub enqueued_at: Option<i64>,
     /// When the current or last attempt started.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub started_at: Option<i64>,
     /// When the last attempt ended.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub finished_at: Option<i64>,
     /// Duration of the last attempt.
     pub duration_ms: Option<u64>,
@@ -117,7 +124,7 @@ pub struct Run {
     pub worker: Option<String>,
     /// 200 ok, 500 failed, 502 timed out.
     pub code: Option<u16>,
-    /// Handler result.
+    /// Handler result (any JSON).
     pub result: Option<Value>,
     /// Error of the last failed attempt.
     pub error: Option<String>,
@@ -128,6 +135,7 @@ pub struct Run {
     pub params: Option<Value>,
     /// When the next attempt is due, while a retry is pending.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub retry_at: Option<i64>,
     /// Stream entry id (for `XPENDING`/`XRANGE` inspection).
     pub entry: Option<String>,
@@ -149,6 +157,7 @@ pub struct Run {
     /// Earlier attempts, oldest first, for runs that failed or were retried or reclaimed
     /// (`attempt`, `status`, `started_at`, `finished_at`, `duration_ms`, `worker`, `code`,
     /// `error`). Empty for a run that succeeded at its first attempt.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub attempts: Vec<Value>,
 }
 

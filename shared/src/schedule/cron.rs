@@ -1,0 +1,250 @@
+//! Cron expressions and `@hourly`-style macros: what a user writes (5 fields, or 6 with
+//! seconds first; Unix day-of-week numbers) turned into the `cron` crate's form.
+//!
+//! Day-of-week numbers follow Unix crontab in every form: 0 and 7 are Sunday, 1 is Monday, …
+//! 6 is Saturday. Names (`MON`–`SUN`) work too. They are rewritten as explicit day names,
+//! so the crate's Quartz numbering (1 = Sunday) can never misread them.
+
+use std::str::FromStr;
+
+use cron::TimeUnitSpec;
+
+/// The macros and the 6-field expression each stands for.
+const MACROS: &[(&str, &str)] = &[
+    ("@yearly", "0 0 0 1 1 *"),
+    ("@annually", "0 0 0 1 1 *"),
+    ("@monthly", "0 0 0 1 * *"),
+    ("@weekly", "0 0 0 * * Sun"),
+    ("@daily", "0 0 0 * * *"),
+    ("@midnight", "0 0 0 * * *"),
+    ("@hourly", "0 0 * * * *"),
+];
+
+const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+/// Parses a cron expression or macro (`s` is trimmed and not empty). Also answers whether
+/// the hour field matches every hour, which decides the daylight-saving rule.
+pub(super) fn parse(s: &str) -> Result<(cron::Schedule, bool), String> {
+    let expr = if s.starts_with('@') {
+        MACROS
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(s))
+            .map(|(_, e)| (*e).to_owned())
+            .ok_or_else(|| {
+                format!(
+                    "unknown macro `{s}` (known: @yearly, @monthly, @weekly, @daily, @hourly, @every <duration>, @once <instant>)"
+                )
+            })?
+    } else {
+        normalise(s)?
+    };
+    let cron = cron::Schedule::from_str(&expr).map_err(|e| format!("invalid cron: {e}"))?;
+    let all_hours = cron.hours().is_all();
+    Ok((cron, all_hours))
+}
+
+/// Turns a 5/6/7-field expression into the cron crate's form: seconds first, Quartz
+/// day-of-week ordinals (spelled as names so Unix numbering cannot be misread).
+fn normalise(s: &str) -> Result<String, String> {
+    let mut fields: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+    match fields.len() {
+        5 => fields.insert(0, "0".to_owned()),
+        6 | 7 => {}
+        n => {
+            return Err(format!(
+                "a cron expression has 5 fields (min hour dom mon dow) or 6 with seconds first; got {n}"
+            ));
+        }
+    }
+    fields[5] = unix_days_of_week(&fields[5])?;
+    Ok(fields.join(" "))
+}
+
+/// A day-of-week token as a number 0–7 (names give 0–6, Sunday = 0).
+fn day_number(token: &str) -> Result<u32, String> {
+    const FULL: [&str; 7] = [
+        "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+    ];
+    let lower = token.to_ascii_lowercase();
+    if let Some(i) = FULL.iter().position(|f| *f == lower || f[..3] == lower) {
+        return Ok(i as u32);
+    }
+    match token.parse::<u32>() {
+        Ok(n) if n <= 7 => Ok(n),
+        _ => Err(format!(
+            "day of week `{token}` must be 0-7 (0 and 7 are Sunday) or a name like MON"
+        )),
+    }
+}
+
+/// Rewrites a day-of-week field with Unix numbering into an explicit list of day names.
+fn unix_days_of_week(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_owned());
+    }
+    let mut days = [false; 7];
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (
+                r,
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("bad step in day of week `{part}`"))?,
+            ),
+            None => (part, 1),
+        };
+        let (lo, hi) = if range == "*" || range == "?" {
+            (0, 6)
+        } else if let Some((a, b)) = range.split_once('-') {
+            let (a, b) = (day_number(a)? % 7, day_number(b)?);
+            // `5-0` / `FRI-SUN` mean Friday..Sunday: Sunday closes a range at the week's end.
+            let b = if b == 0 && a > 0 { 7 } else { b };
+            if a > b {
+                return Err(format!("day-of-week range `{range}` runs backwards"));
+            }
+            (a, b)
+        } else {
+            let a = day_number(range)? % 7;
+            (a, if part.contains('/') { 6 } else { a })
+        };
+        let mut d = lo;
+        while d <= hi {
+            days[(d % 7) as usize] = true;
+            d += step;
+        }
+    }
+    let names: Vec<&str> = (0..7).filter(|d| days[*d]).map(|d| DAY_NAMES[d]).collect();
+    if names.is_empty() {
+        return Err(format!("day of week `{field}` matches no day"));
+    }
+    Ok(names.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::fires;
+    use super::*;
+
+    #[test]
+    fn seconds_and_five_fields() {
+        assert_eq!(
+            fires(
+                "*/1 * * * * *",
+                "UTC",
+                "2026-01-01T00:00:00.300Z",
+                "2026-01-01T00:00:03Z"
+            ),
+            [
+                "2026-01-01T00:00:01Z",
+                "2026-01-01T00:00:02Z",
+                "2026-01-01T00:00:03Z"
+            ]
+        );
+        assert_eq!(
+            fires(
+                "15 9 * * *",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-01-02T23:00:00Z"
+            ),
+            ["2026-01-01T09:15:00Z", "2026-01-02T09:15:00Z"]
+        );
+    }
+
+    #[test]
+    fn unix_day_of_week_numbers() {
+        // 2026-01-05 is a Monday.
+        assert_eq!(
+            fires(
+                "0 9 * * 1",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-01-10T00:00:00Z"
+            ),
+            ["2026-01-05T09:00:00Z"]
+        );
+        assert_eq!(
+            fires(
+                "0 9 * * 0",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-01-10T00:00:00Z"
+            ),
+            ["2026-01-04T09:00:00Z"]
+        );
+        assert_eq!(
+            fires(
+                "0 9 * * 7",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-01-10T00:00:00Z"
+            ),
+            ["2026-01-04T09:00:00Z"]
+        );
+        assert_eq!(
+            fires(
+                "0 9 * * 1-5",
+                "UTC",
+                "2026-01-03T00:00:00Z",
+                "2026-01-10T00:00:00Z"
+            )
+            .len(),
+            5
+        );
+        assert_eq!(
+            fires(
+                "0 9 * * MON-FRI",
+                "UTC",
+                "2026-01-03T00:00:00Z",
+                "2026-01-10T00:00:00Z"
+            )
+            .len(),
+            5
+        );
+        assert_eq!(
+            fires(
+                "0 9 * * 5-7",
+                "UTC",
+                "2026-01-05T00:00:00Z",
+                "2026-01-12T00:00:00Z"
+            ),
+            [
+                "2026-01-09T09:00:00Z",
+                "2026-01-10T09:00:00Z",
+                "2026-01-11T09:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn day_of_week_rewriting() {
+        assert_eq!(unix_days_of_week("1-5").unwrap(), "Mon,Tue,Wed,Thu,Fri");
+        assert_eq!(unix_days_of_week("FRI-SUN").unwrap(), "Sun,Fri,Sat");
+        assert_eq!(unix_days_of_week("*/2").unwrap(), "Sun,Tue,Thu,Sat");
+        assert!(unix_days_of_week("8").is_err());
+        assert!(unix_days_of_week("5-1").is_err());
+        assert!(unix_days_of_week("1/0").is_err());
+    }
+
+    #[test]
+    fn macros() {
+        assert_eq!(
+            fires(
+                "@hourly",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T02:00:00Z"
+            ),
+            ["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"]
+        );
+        assert!(parse("@DAILY").is_ok());
+        assert!(parse("@fortnightly").is_err());
+    }
+}
