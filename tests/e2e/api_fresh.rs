@@ -29,7 +29,7 @@ fn echo_worker(
             Ok::<_, HandlerError>(ctx.params().clone())
         })
         .events(events)
-        .lease(Duration::from_secs(2))
+        .reclaim_after(Duration::from_secs(2))
         .grace(Duration::from_secs(5))
         .build()
         .expect("worker");

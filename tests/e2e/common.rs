@@ -89,7 +89,7 @@ impl TestWorker {
                     Ok(json!({"attempt": ctx.attempt()}))
                 }
             })
-            .lease(Duration::from_secs(2))
+            .reclaim_after(Duration::from_secs(2))
             .grace(Duration::from_secs(5))
             .build()
             .expect("worker");

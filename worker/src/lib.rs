@@ -44,14 +44,14 @@ pub use runner::Settings;
 
 /// A configured worker, ready to run.
 pub struct Worker {
-    engine: Arc<runner::Engine>,
+    runner: runner::Runner,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("id", &self.engine.id)
-            .field("group", &self.engine.group)
+            .field("id", &self.runner.id())
+            .field("group", &self.runner.group())
             .finish()
     }
 }
@@ -86,13 +86,13 @@ impl Worker {
 
     /// This executor's id (its consumer name): host, pid and a random suffix.
     pub fn id(&self) -> &str {
-        &self.engine.id
+        self.runner.id()
     }
 
     /// Runs until `shutdown` resolves; then stops claiming, lets in-flight runs finish within
     /// the grace period, hands back what did not, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        self.engine.run(shutdown).await
+        self.runner.run(shutdown).await
     }
 }
 
@@ -115,10 +115,18 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long after this worker dies its runs are reclaimed (default 10 s).
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.settings.lease = lease;
+    /// How long after this worker dies (stops heartbeating) its runs are reclaimed by the
+    /// group's other workers (default 10 s, at least 300 ms). Its in-flight entries are
+    /// touched every third of it.
+    pub fn reclaim_after(mut self, after: Duration) -> Self {
+        self.settings.reclaim_after = after;
         self
+    }
+
+    /// The former name of [`WorkerBuilder::reclaim_after`].
+    #[deprecated(note = "renamed `reclaim_after`")]
+    pub fn lease(self, lease: Duration) -> Self {
+        self.reclaim_after(lease)
     }
 
     /// How long shutdown waits for in-flight runs (default 30 s).
@@ -150,12 +158,12 @@ impl WorkerBuilder {
             "concurrency must be between 1 and 10000"
         );
         anyhow::ensure!(
-            self.settings.lease >= Duration::from_millis(300),
-            "lease must be at least 300 ms"
+            self.settings.reclaim_after >= Duration::from_millis(300),
+            "the reclaim time must be at least 300 ms"
         );
         anyhow::ensure!(!self.handlers.is_empty(), "register at least one handler");
         Ok(Worker {
-            engine: runner::Engine::new(
+            runner: runner::Runner::new(
                 self.redis,
                 self.group,
                 dotjob_shared::process_id(),
@@ -163,5 +171,45 @@ impl WorkerBuilder {
                 self.settings,
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis() -> Redis {
+        // Never connected to: building a worker does not touch Redis.
+        Redis::new(&dotjob_shared::config::RedisConfig {
+            url: "redis://127.0.0.1:1".to_owned(),
+            prefix: "unit".to_owned(),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    async fn noop(_: RunContext) -> HandlerResult {
+        Ok(serde_json::Value::Null)
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn lease_is_the_former_name_of_reclaim_after() {
+        let b = Worker::builder(redis(), "g").lease(Duration::from_millis(1_234));
+        assert_eq!(b.settings.reclaim_after, Duration::from_millis(1_234));
+    }
+
+    #[test]
+    fn the_reclaim_time_has_a_floor() {
+        let build = |ms| {
+            Worker::builder(redis(), "g")
+                .handler("noop", noop)
+                .reclaim_after(Duration::from_millis(ms))
+                .build()
+        };
+        let err = build(299).unwrap_err().to_string();
+        assert!(err.contains("reclaim time"), "{err}");
+        let w = build(300).unwrap();
+        assert_eq!(w.runner.group(), "g");
     }
 }

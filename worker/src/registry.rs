@@ -4,110 +4,174 @@
 //! `<prefix>:{<group>}:executors` holds the registration JSON, `…:heartbeats` the last beat
 //! (Redis clock) of each executor; the scheduler's janitor removes executors whose beat is
 //! older than the executor timeout, once their pending entries have been claimed.
+//!
+//! A [`Registry`] is built from plain data when the worker is built; the runner calls
+//! [`Registry::register`] at start, [`Registry::beat`] from its heartbeat and
+//! [`Registry::deregister`] at shutdown.
 
+use std::time::Duration;
+
+use dotjob_shared::Redis;
 use dotjob_shared::keys::CONSUMER_GROUP;
 use redis::AsyncCommands;
 use serde_json::json;
 use tracing::warn;
 
-use crate::runner::Engine;
-
-fn registration(e: &Engine) -> String {
-    let mut handlers: Vec<&String> = e.handlers.keys().collect();
-    handlers.sort();
-    json!({
-        "id": e.id,
-        "group": e.group,
-        "host": dotjob_shared::hostname(),
-        "pid": std::process::id(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "handlers": handlers,
-        "concurrency": e.settings.concurrency,
-        "lease_ms": e.settings.lease.as_millis() as u64,
-        "started_at": dotjob_shared::time::rfc3339(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default()
-        ),
-    })
-    .to_string()
+/// What an executor says about itself.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    pub(crate) group: String,
+    /// The executor id (its consumer name).
+    pub(crate) id: String,
+    /// Its handler names, sorted.
+    pub(crate) handlers: Vec<String>,
+    pub(crate) concurrency: usize,
+    /// After how long without a heartbeat its runs are reclaimed.
+    pub(crate) reclaim_after: Duration,
 }
 
-/// Registers the executor (retried by every heartbeat if Redis is away now).
-pub(crate) async fn register(e: &Engine) {
-    let res: dotjob_shared::Result<()> = async {
-        let mut c = e.redis.conn().await?;
-        // Heartbeat first: a reader never sees the registration without it (not alive).
-        let now = dotjob_shared::conn::now_ms(&mut c).await?;
-        let _: i64 = c
-            .zadd(e.redis.keys().heartbeats(&e.group), &e.id, now)
-            .await?;
-        beat(e, &mut c).await?;
-        Ok(())
-    }
-    .await;
-    if let Err(err) = res {
-        warn!(error = %err, "cannot register executor yet; the heartbeat will");
+impl Registration {
+    /// The registration JSON (`lease_ms` is the reclaim time, the name readers know).
+    fn to_json(&self, started_at_ms: i64) -> String {
+        json!({
+            "id": self.id,
+            "group": self.group,
+            "host": dotjob_shared::hostname(),
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "handlers": self.handlers,
+            "concurrency": self.concurrency,
+            "lease_ms": self.reclaim_after.as_millis() as u64,
+            "started_at": dotjob_shared::time::rfc3339(started_at_ms),
+        })
+        .to_string()
     }
 }
 
-/// Refreshes the registration (so it reappears after a Redis restart without persistence).
-pub(crate) async fn beat(
-    e: &Engine,
-    c: &mut dotjob_shared::conn::Conn,
-) -> dotjob_shared::Result<()> {
-    let _: i64 = c
-        .hset(e.redis.keys().executors(&e.group), &e.id, registration(e))
-        .await?;
-    Ok(())
+/// One executor's entry in its group's executor table.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    redis: Redis,
+    me: Registration,
 }
 
-/// Removes the registration at shutdown; the consumer goes too unless it still holds
-/// pending entries (handed back), which live workers claim first.
-pub(crate) async fn deregister(e: &Engine) {
-    let keys = e.redis.keys();
-    let res: dotjob_shared::Result<()> = async {
-        let mut c = e.redis.conn().await?;
-        let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg(keys.stream(&e.group))
-            .arg(CONSUMER_GROUP)
-            .query_async(&mut c)
-            .await
-            .unwrap_or((0, redis::Value::Nil, redis::Value::Nil, redis::Value::Nil));
-        let mine: Vec<redis::Value> = if pending.0 > 0 {
-            redis::cmd("XPENDING")
-                .arg(keys.stream(&e.group))
-                .arg(CONSUMER_GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(1)
-                .arg(&e.id)
-                .query_async(&mut c)
-                .await?
-        } else {
-            vec![]
-        };
-        let mut p = redis::pipe();
-        p.hdel(keys.executors(&e.group), &e.id)
-            .ignore()
-            .zrem(keys.heartbeats(&e.group), &e.id)
-            .ignore()
-            .srem(keys.disabled(&e.group), &e.id)
-            .ignore();
-        if mine.is_empty() {
-            p.cmd("XGROUP")
-                .arg("DELCONSUMER")
-                .arg(keys.stream(&e.group))
-                .arg(CONSUMER_GROUP)
-                .arg(&e.id)
-                .ignore();
+impl Registry {
+    pub(crate) fn new(redis: Redis, mut me: Registration) -> Self {
+        me.handlers.sort();
+        Self { redis, me }
+    }
+
+    /// Registers the executor (retried by every heartbeat if Redis is away now).
+    pub(crate) async fn register(&self) {
+        let res: dotjob_shared::Result<()> = async {
+            let mut c = self.redis.conn().await?;
+            // Heartbeat first: a reader never sees the registration without it (not alive).
+            let now = dotjob_shared::conn::now_ms(&mut c).await?;
+            let _: i64 = c
+                .zadd(
+                    self.redis.keys().heartbeats(&self.me.group),
+                    &self.me.id,
+                    now,
+                )
+                .await?;
+            self.beat(&mut c).await?;
+            Ok(())
         }
-        p.query_async::<()>(&mut c).await?;
+        .await;
+        if let Err(err) = res {
+            warn!(error = %err, "cannot register executor yet; the heartbeat will");
+        }
+    }
+
+    /// Refreshes the registration (so it reappears after a Redis restart without persistence).
+    pub(crate) async fn beat(
+        &self,
+        c: &mut dotjob_shared::conn::Conn,
+    ) -> dotjob_shared::Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let _: i64 = c
+            .hset(
+                self.redis.keys().executors(&self.me.group),
+                &self.me.id,
+                self.me.to_json(now),
+            )
+            .await?;
         Ok(())
     }
-    .await;
-    if let Err(err) = res {
-        warn!(error = %err, "could not deregister executor");
+
+    /// Removes the registration at shutdown; the consumer goes too unless it still holds
+    /// pending entries (handed back), which live workers claim first.
+    pub(crate) async fn deregister(&self) {
+        let keys = self.redis.keys();
+        let (group, id) = (&self.me.group, &self.me.id);
+        let res: dotjob_shared::Result<()> = async {
+            let mut c = self.redis.conn().await?;
+            let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+                .arg(keys.stream(group))
+                .arg(CONSUMER_GROUP)
+                .query_async(&mut c)
+                .await
+                .unwrap_or((0, redis::Value::Nil, redis::Value::Nil, redis::Value::Nil));
+            let mine: Vec<redis::Value> = if pending.0 > 0 {
+                redis::cmd("XPENDING")
+                    .arg(keys.stream(group))
+                    .arg(CONSUMER_GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1)
+                    .arg(id)
+                    .query_async(&mut c)
+                    .await?
+            } else {
+                vec![]
+            };
+            let mut p = redis::pipe();
+            p.hdel(keys.executors(group), id)
+                .ignore()
+                .zrem(keys.heartbeats(group), id)
+                .ignore()
+                .srem(keys.disabled(group), id)
+                .ignore();
+            if mine.is_empty() {
+                p.cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(keys.stream(group))
+                    .arg(CONSUMER_GROUP)
+                    .arg(id)
+                    .ignore();
+            }
+            p.query_async::<()>(&mut c).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(err) = res {
+            warn!(error = %err, "could not deregister executor");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_names_the_executor_and_its_reclaim_time() {
+        let me = Registration {
+            group: "billing".to_owned(),
+            id: "host-1-abc".to_owned(),
+            handlers: vec!["b".to_owned(), "a".to_owned()],
+            concurrency: 8,
+            reclaim_after: Duration::from_millis(2_500),
+        };
+        let v: serde_json::Value = serde_json::from_str(&me.to_json(0)).unwrap();
+        assert_eq!(v["id"], "host-1-abc");
+        assert_eq!(v["group"], "billing");
+        assert_eq!(v["concurrency"], 8);
+        assert_eq!(v["lease_ms"], 2_500);
+        assert_eq!(v["pid"], std::process::id());
+        assert_eq!(v["started_at"], dotjob_shared::time::rfc3339(0));
     }
 }

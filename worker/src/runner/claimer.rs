@@ -1,0 +1,128 @@
+//! The claimer task: runs that are already in the consumer group's pending list. Every
+//! [`RETRY_POLL`] it takes retries whose backoff passed, and every quarter of the reclaim
+//! time it also takes entries of dead workers idle past it (`claim.lua`: XCLAIM, and
+//! XAUTOCLAIM looped until the cursor returns to `0-0`), then dispatches them. Entries Redis
+//! reports deleted while pending are recorded as lost by the script and counted here.
+//!
+//! It owns the XAUTOCLAIM cursor and its backoff; it reads `disabled` and the free slots.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dotjob_shared::scripts;
+use redis::Value as RValue;
+use tracing::{debug, warn};
+
+use super::backoff::Backoff;
+use super::delivery::{Delivery, field_map};
+use super::dispatch::{self, BATCH};
+use super::outcome::Done;
+use super::shared::Shared;
+
+/// How often due retries are looked for.
+const RETRY_POLL: Duration = Duration::from_millis(200);
+
+/// What one `claim.lua` call returned.
+struct Claimed {
+    /// The XAUTOCLAIM cursor to continue from (`0-0`: the scan is complete).
+    cursor: String,
+    /// (entry id, delivery count, fields).
+    entries: Vec<(String, u32, RValue)>,
+    /// Entries deleted while pending, recorded as lost runs.
+    lost: u64,
+}
+
+/// Claims until the runner stops.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let mut cursor = "0-0".to_owned();
+    let autoclaim_every = (shared.settings.reclaim_after / 4).max(Duration::from_millis(100));
+    let mut last_autoclaim = Instant::now();
+    let mut backoff = Backoff::new();
+    let mut tick = tokio::time::interval(RETRY_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.stop.cancelled() => break,
+        }
+        if shared.is_disabled() {
+            continue;
+        }
+        let free = shared.slots.available_permits().min(BATCH);
+        if free == 0 {
+            continue;
+        }
+        // A scan in progress continues at once; a new one starts every `autoclaim_every`.
+        let autoclaim = cursor != "0-0" || last_autoclaim.elapsed() >= autoclaim_every;
+        if autoclaim && cursor == "0-0" {
+            last_autoclaim = Instant::now();
+        }
+        match claim_once(&shared, &cursor, free, autoclaim).await {
+            Ok((next, batch)) => {
+                backoff.reset();
+                if autoclaim {
+                    cursor = next;
+                }
+                if !batch.is_empty() {
+                    dispatch::run_batch(&shared, batch).await;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "claiming failed; retrying");
+                backoff.wait(&shared.stop).await;
+            }
+        }
+    }
+    debug!("claimer stopped");
+}
+
+/// Claims up to `count` entries; returns the next cursor and the runs to dispatch.
+/// Malformed entries are acknowledged.
+async fn claim_once(
+    shared: &Shared,
+    cursor: &str,
+    count: usize,
+    autoclaim: bool,
+) -> dotjob_shared::Result<(String, Vec<Delivery>)> {
+    let claimed = invoke_claim(shared, cursor, count, autoclaim).await?;
+    if claimed.lost > 0 {
+        warn!(group = %shared.group, lost = claimed.lost, "stream entries were deleted while pending; runs recorded as lost");
+        metrics::counter!("dotjob_runs_lost_total", "group" => shared.group.clone())
+            .increment(claimed.lost);
+    }
+    let mut out = Vec::with_capacity(claimed.entries.len());
+    for (entry, deliveries, fields) in claimed.entries {
+        match Delivery::parse(entry.clone(), deliveries.max(1), &field_map(&fields)) {
+            Some(d) => out.push(d),
+            None => shared.send(Done::skip(entry, String::new(), String::new())),
+        }
+    }
+    if !out.is_empty() {
+        debug!(count = out.len(), "claimed runs for another attempt");
+    }
+    Ok((claimed.cursor, out))
+}
+
+/// `claim.lua`: due retries, and (with `autoclaim`) entries idle past the reclaim time.
+async fn invoke_claim(
+    shared: &Shared,
+    cursor: &str,
+    count: usize,
+    autoclaim: bool,
+) -> dotjob_shared::Result<Claimed> {
+    let mut c = shared.redis.conn().await?;
+    let (cursor, entries, lost): (String, Vec<(String, u32, RValue)>, u64) = scripts::CLAIM
+        .key(&shared.prefix)
+        .arg(&shared.id)
+        .arg(shared.settings.reclaim_after.as_millis() as u64)
+        .arg(count)
+        .arg(cursor)
+        .arg(if autoclaim { "1" } else { "0" })
+        .invoke_async(&mut c)
+        .await?;
+    Ok(Claimed {
+        cursor,
+        entries,
+        lost,
+    })
+}

@@ -1,0 +1,162 @@
+//! The completer task: records finished attempts in batches. It drains the completion
+//! channel (up to [`COMPLETE_BATCH`] at once), records them with one `complete.lua` call
+//! (ack, retry or dead-letter; plain first-attempt successes in a compact form first) and
+//! gives back runs unfinished at shutdown with one `handback.lua` call, retrying until Redis
+//! answers. Only then does it forget the entries in the in-flight table, so the heartbeat
+//! keeps them alive until they are recorded.
+//!
+//! It is the only reader of the completion channel and owns the `dotjob_runs_total`
+//! counter handles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dotjob_shared::scripts;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::backoff::Backoff;
+use super::outcome::{Done, Outcome, counted_status};
+use super::shared::Shared;
+use super::stream_id::entry_range;
+
+/// Most attempts recorded by one `complete.lua` call.
+const COMPLETE_BATCH: usize = 256;
+
+/// The `dotjob_runs_total` counters of one group, by status, looked up once each.
+struct RunCounters {
+    group: String,
+    by_status: HashMap<&'static str, metrics::Counter>,
+}
+
+impl RunCounters {
+    fn count(&mut self, status: &'static str) {
+        let group = &self.group;
+        self.by_status
+            .entry(status)
+            .or_insert_with(|| metrics::counter!("dotjob_runs_total", "group" => group.clone(), "status" => status))
+            .increment(1);
+    }
+}
+
+/// Records what arrives on `rx` until the channel closes (or the task is aborted).
+pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    let mut backoff = Backoff::new();
+    let never = CancellationToken::new();
+    let mut counters = RunCounters {
+        group: shared.group.clone(),
+        by_status: HashMap::new(),
+    };
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < COMPLETE_BATCH {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let (handback, record): (Vec<Done>, Vec<Done>) = batch
+            .into_iter()
+            .partition(|d| d.outcome == Outcome::Handback);
+        loop {
+            match write(&shared, &record, &handback, &mut counters).await {
+                Ok(()) => {
+                    backoff.reset();
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, count = record.len(), "cannot record finished runs; retrying");
+                    backoff.wait(&never).await;
+                }
+            }
+        }
+        shared
+            .inflight
+            .forget(record.iter().chain(&handback).map(|d| d.entry.as_str()));
+    }
+}
+
+/// Records attempts and hands runs back.
+async fn write(
+    shared: &Shared,
+    record: &[Done],
+    handback: &[Done],
+    counters: &mut RunCounters,
+) -> dotjob_shared::Result<()> {
+    let mut c = shared.redis.conn().await?;
+    if !record.is_empty() {
+        // Plain first-attempt successes go first, in the compact form.
+        let (fast, slow): (Vec<&Done>, Vec<&Done>) =
+            record.iter().partition(|d| d.is_plain_success());
+        let verdicts = invoke_complete(shared, &mut c, record, &fast, &slow).await?;
+        for (d, v) in fast.iter().chain(&slow).zip(&verdicts) {
+            if let Some(status) = counted_status(v, d.outcome) {
+                counters.count(status);
+            }
+        }
+    }
+    if !handback.is_empty() {
+        invoke_handback(shared, &mut c, handback).await?;
+        info!(count = handback.len(), "handed unfinished runs back");
+    }
+    Ok(())
+}
+
+/// `complete.lua`: one verdict per attempt, fast ones first (`final`, `retry`, `dead`,
+/// `stale`, `skip`).
+async fn invoke_complete(
+    shared: &Shared,
+    c: &mut dotjob_shared::conn::Conn,
+    record: &[Done],
+    fast: &[&Done],
+    slow: &[&Done],
+) -> dotjob_shared::Result<Vec<String>> {
+    let (lo, hi) = entry_range(record.iter().map(|d| d.entry.as_str()));
+    let mut inv = scripts::COMPLETE.prepare_invoke();
+    inv.key(&shared.prefix)
+        .arg(&shared.id)
+        .arg(lo)
+        .arg(hi)
+        .arg(fast.len());
+    for d in fast {
+        inv.arg(&d.entry)
+            .arg(&d.run)
+            .arg(d.duration_ms)
+            .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
+    }
+    for d in slow {
+        inv.arg(&d.entry)
+            .arg(&d.run)
+            .arg(&d.job)
+            .arg(d.outcome.as_str())
+            .arg(d.attempt)
+            .arg(d.max_attempts)
+            .arg(d.retry_delay_ms.map(|v| v.to_string()).unwrap_or_default())
+            .arg(d.code)
+            .arg(d.duration_ms)
+            .arg(&d.result)
+            .arg(&d.error)
+            .arg(if d.guarded { "1" } else { "0" })
+            .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
+    }
+    Ok(inv.invoke_async(c).await?)
+}
+
+/// `handback.lua`: unfinished runs stay pending but look idle far past the reclaim time, so
+/// a live worker's next XAUTOCLAIM takes them at once.
+async fn invoke_handback(
+    shared: &Shared,
+    c: &mut dotjob_shared::conn::Conn,
+    handback: &[Done],
+) -> dotjob_shared::Result<()> {
+    let mut inv = scripts::HANDBACK.prepare_invoke();
+    inv.key(&shared.prefix)
+        .arg(&shared.id)
+        .arg(shared.settings.reclaim_after.as_millis() as u64 * 10);
+    for d in handback {
+        inv.arg(&d.entry).arg(&d.run);
+    }
+    let _: i64 = inv.invoke_async(c).await?;
+    Ok(())
+}

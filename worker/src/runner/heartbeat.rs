@@ -1,0 +1,106 @@
+//! The heartbeat task: every third of the reclaim time it touches the entries this worker
+//! holds (`touch.lua`: resets their idle time so a live worker's long run is never
+//! reclaimed, records the beat), refreshes the executor's registration, and takes from the
+//! reply whether an admin disabled this executor, which runs were asked to cancel (in case
+//! the listener missed it) and a reading of the Redis clock.
+//!
+//! It is the only writer of `disabled`; it writes the clock estimate and cancels runs
+//! through the in-flight table, which it otherwise only reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dotjob_shared::scripts;
+use tracing::{debug, info, warn};
+
+use super::shared::Shared;
+
+/// Most entries touched by one `touch.lua` call.
+const TOUCH_CHUNK: usize = 512;
+
+/// What one `touch.lua` call answered.
+struct Touched {
+    disabled: bool,
+    /// Entries no longer this worker's (reclaimed or finished elsewhere).
+    lost: Vec<String>,
+    /// Runs asked to cancel.
+    cancel: Vec<String>,
+    /// The Redis clock (ms), as text.
+    now: String,
+}
+
+/// Beats until the task is aborted at shutdown (after the in-flight runs are recorded).
+pub(super) async fn run(shared: Arc<Shared>) {
+    let every = (shared.settings.reclaim_after / 3).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let entries = shared.inflight.entries();
+        match beat(&shared, &entries).await {
+            Ok(disabled) => {
+                let was = shared.set_disabled(disabled);
+                if was != disabled {
+                    info!(worker = %shared.id, disabled, "executor state changed");
+                }
+            }
+            Err(e) => warn!(error = %e, "heartbeat failed"),
+        }
+        metrics::gauge!("dotjob_worker_inflight", "group" => shared.group.clone())
+            .set(entries.len() as f64);
+    }
+}
+
+/// Touches in-flight entries and refreshes the registration; returns whether this executor
+/// is disabled.
+async fn beat(shared: &Shared, entries: &[(String, String)]) -> dotjob_shared::Result<bool> {
+    let mut c = shared.redis.conn().await?;
+    let mut disabled = false;
+    // Chunked so one call stays short; with nothing held, one call with an empty list.
+    let chunks: Vec<&[(String, String)]> = if entries.is_empty() {
+        vec![&[]]
+    } else {
+        entries.chunks(TOUCH_CHUNK).collect()
+    };
+    for chunk in chunks {
+        let t = invoke_touch(shared, &mut c, chunk).await?;
+        if let Ok(now) = t.now.parse::<i64>() {
+            // Taken as read when the reply arrived: a lower bound of the Redis clock, so a run
+            // waiting for its tick never starts early (at worst a round trip late).
+            shared.clock.record(now);
+        }
+        disabled = t.disabled;
+        for run in t.cancel {
+            shared.cancel_run(&run);
+        }
+        if !t.lost.is_empty() {
+            debug!(
+                count = t.lost.len(),
+                "in-flight entries are no longer ours (reclaimed or finished elsewhere)"
+            );
+        }
+    }
+    shared.registry.beat(&mut c).await?;
+    Ok(disabled)
+}
+
+/// `touch.lua` for some (entry, run) pairs this worker holds.
+async fn invoke_touch(
+    shared: &Shared,
+    c: &mut dotjob_shared::conn::Conn,
+    chunk: &[(String, String)],
+) -> dotjob_shared::Result<Touched> {
+    let mut inv = scripts::TOUCH.prepare_invoke();
+    inv.key(&shared.prefix).arg(&shared.id);
+    for (entry, run) in chunk {
+        inv.arg(entry).arg(run);
+    }
+    let (disabled, lost, cancel, now): (i64, Vec<String>, Vec<String>, String) =
+        inv.invoke_async(c).await?;
+    Ok(Touched {
+        disabled: disabled == 1,
+        lost,
+        cancel,
+        now,
+    })
+}
