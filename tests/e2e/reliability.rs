@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use dotjob_shared::Keys;
+use dotjob_shared::keys::CONSUMER_GROUP;
 use dotjob_tests::{
     Api, InProcess, Proc, RedisServer, delete_prefix, ms, raw_conn, shared_redis, spawn_scheduler,
     unique_prefix, wait_for,
@@ -54,15 +56,16 @@ async fn failing_twice_then_succeeding_takes_three_attempts_with_backoff_gaps() 
 
     // The entry was acknowledged once final: nothing pending, nothing waiting for a retry.
     let mut c = raw_conn(&url).await;
+    let keys = Keys::new(prefix.as_str());
     let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-        .arg(format!("{prefix}:{{rt}}:stream"))
-        .arg("workers")
+        .arg(keys.stream("rt"))
+        .arg(CONSUMER_GROUP)
         .query_async(&mut c)
         .await
         .unwrap();
     assert_eq!(pending.0, 0);
     let retry: u64 = redis::cmd("ZCARD")
-        .arg(format!("{prefix}:{{rt}}:retry"))
+        .arg(keys.retry("rt"))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -259,7 +262,7 @@ async fn consumers(url: &str, stream: &str) -> Vec<(String, u64)> {
     let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(stream)
-        .arg("workers")
+        .arg(CONSUMER_GROUP)
         .query_async(&mut c)
         .await
         .unwrap();
@@ -317,7 +320,8 @@ async fn a_dead_executor_is_forgotten_and_its_consumer_removed_only_after_its_ru
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stream = "dotjob:{rp}:stream";
+    let stream = Keys::new("dotjob").stream("rp");
+    let stream = stream.as_str();
     assert_eq!(consumers(&url, stream).await, vec![(dead_id.clone(), 1)]);
     // A new worker reclaims the run and finishes it; then the old consumer goes.
     let _w2 = Proc::spawn("dotjob-worker", &["--group", "rp"], &env);
