@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use dotjob_tests::{Answer, Api, InProcess, delete_prefix, shared_redis, unique_prefix, wait_for};
+use dotjob_tests::{Answer, Api, InProcess, delete_prefix, shared_redis, unique_prefix};
 use serde_json::{Value, json};
 
 use crate::api_doc::{Doc, encode, fill};
@@ -132,20 +132,6 @@ impl Walk {
         a.body
     }
 
-    /// Status and `error.field` of a refused request.
-    async fn refused(
-        &self,
-        method: &str,
-        template: &str,
-        args: &[&str],
-        query: &str,
-        body: Option<Value>,
-    ) -> (u16, Option<String>) {
-        let a = self.go(method, template, args, query, body).await;
-        let field = a.body["error"]["field"].as_str().map(str::to_owned);
-        (a.status, field)
-    }
-
     /// Creates a job of [`GROUP`] with handler `echo` and params `{"v": 1}`, `fields`
     /// overriding; returns it.
     async fn create(&self, name: &str, fields: Value) -> Value {
@@ -182,18 +168,6 @@ impl Walk {
         r
     }
 
-    /// Waits until a run is running.
-    async fn running(&self, run: &str) {
-        let api = self.api.clone();
-        let run = run.to_owned();
-        wait_for("the run to start", Duration::from_secs(30), || {
-            let api = api.clone();
-            let run = run.clone();
-            async move { (api.run(&run).await["status"] == "running").then_some(()) }
-        })
-        .await;
-    }
-
     /// A job whose run sleeps a minute, and that run, running.
     async fn running_sleeper(&self) -> (String, String) {
         let job = self
@@ -203,7 +177,9 @@ impl Walk {
             )
             .await;
         let run = self.trigger(&job, None).await;
-        self.running(&run).await;
+        self.api
+            .wait_run_running(&run, Duration::from_secs(30))
+            .await;
         (job, run)
     }
 
@@ -220,6 +196,11 @@ impl Walk {
         assert_eq!(self.final_run(&run).await["status"], "dead");
         (job, run)
     }
+}
+
+/// Status and `error.field` of a refused request.
+fn refusal(a: &Answer) -> (u16, Option<&str>) {
+    (a.status, a.body["error"]["field"].as_str())
 }
 
 /// The `id` of a job or run.

@@ -186,16 +186,9 @@ async fn a_disabled_executor_finishes_its_run_and_claims_nothing_new() {
     );
 
     let long_run = api.trigger(slow["id"].as_str().unwrap(), None).await;
-    wait_for(
-        "the slow run to start on A",
-        Duration::from_secs(10),
-        || {
-            let api = api.clone();
-            let run = long_run.clone();
-            async move { (api.run(&run).await["status"] == "running").then_some(()) }
-        },
-    )
-    .await;
+    // It starts on A.
+    api.wait_run_running(&long_run, Duration::from_secs(10))
+        .await;
     let d = api
         .call(
             "POST",
@@ -297,15 +290,7 @@ async fn a_dead_executor_is_forgotten_and_its_consumer_removed_only_after_its_ru
     ];
     let mut w1 = Proc::spawn("dotjob-worker", &["--group", "rp"], &env);
     let run = api.trigger(job["id"].as_str().unwrap(), None).await;
-    let first = wait_for("the run to start", Duration::from_secs(15), || {
-        let api = api.clone();
-        let run = run.clone();
-        async move {
-            let r = api.run(&run).await;
-            (r["status"] == "running").then_some(r)
-        }
-    })
-    .await;
+    let first = api.wait_run_running(&run, Duration::from_secs(15)).await;
     let dead_id = first["worker"].as_str().unwrap().to_owned();
     w1.kill9();
     // Nobody is alive to claim its entry: after the timeout the executor is forgotten but its
@@ -357,62 +342,44 @@ async fn sigterm_lets_a_run_finish_or_hands_it_back_and_exits_zero() {
         .await;
     let id = job["id"].as_str().unwrap();
 
-    // 1. Enough grace: the run finishes, then the worker exits 0.
-    let env = |grace: &'static str| {
-        vec![
-            ("REDIS_URL", url.clone()),
-            ("DOTJOB_SHELL_ALLOW", "sleep".to_owned()),
-            ("DOTJOB_LEASE_MS", "1000".to_owned()),
-            ("DOTJOB_SHUTDOWN_GRACE_MS", grace.to_owned()),
-        ]
+    let worker = |grace: &str| {
+        let env = [
+            ("REDIS_URL", url.as_str()),
+            ("DOTJOB_SHELL_ALLOW", "sleep"),
+            ("DOTJOB_LEASE_MS", "1000"),
+            ("DOTJOB_SHUTDOWN_GRACE_MS", grace),
+        ];
+        Proc::spawn("dotjob-worker", &["--group", "gs"], &env)
     };
-    let e1 = env("10000");
-    let e1: Vec<(&str, &str)> = e1.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut w = Proc::spawn("dotjob-worker", &["--group", "gs"], &e1);
-    let run = api.trigger(id, None).await;
-    wait_running(&api, &run).await;
-    w.term();
-    assert_eq!(
-        w.wait_exit(Duration::from_secs(15)).unwrap(),
-        Some(0),
-        "{}",
-        w.log()
-    );
-    let r = api.run(&run).await;
+    // A run of the job on a worker with `grace`, which gets SIGTERM mid-run and must exit 0.
+    let terminated_mid_run = async |grace: &str| {
+        let mut w = worker(grace);
+        let run = api.trigger(id, None).await;
+        api.wait_run_running(&run, Duration::from_secs(20)).await;
+        w.term();
+        assert_eq!(
+            w.wait_exit(Duration::from_secs(15)).unwrap(),
+            Some(0),
+            "{}",
+            w.log()
+        );
+        api.run(&run).await
+    };
+
+    // 1. Enough grace: the run finishes, then the worker exits 0.
+    let r = terminated_mid_run("10000").await;
     assert_eq!(
         r["status"], "succeeded",
         "the run did not finish within the grace period: {r}"
     );
 
     // 2. Too little grace: the run is handed back, the worker exits 0, another worker runs it.
-    let e2 = env("300");
-    let e2: Vec<(&str, &str)> = e2.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut w = Proc::spawn("dotjob-worker", &["--group", "gs"], &e2);
-    let run = api.trigger(id, None).await;
-    wait_running(&api, &run).await;
-    w.term();
-    assert_eq!(
-        w.wait_exit(Duration::from_secs(15)).unwrap(),
-        Some(0),
-        "{}",
-        w.log()
-    );
-    let r = api.run(&run).await;
+    let r = terminated_mid_run("300").await;
     assert_eq!(r["status"], "queued", "{r}");
     assert_eq!(r["attempts"][0]["status"], "handed_back", "{r}");
-    let _w = Proc::spawn("dotjob-worker", &["--group", "gs"], &e1);
+    let run = r["id"].as_str().unwrap().to_owned();
+    let _w = worker("10000");
     let r = api.wait_run_final(&run, Duration::from_secs(30)).await;
     assert_eq!(r["status"], "succeeded", "{r}");
     assert_eq!(r["attempt"], 2);
-}
-
-async fn wait_running(api: &Api, run: &str) {
-    let api = api.clone();
-    let run = run.to_owned();
-    wait_for("the run to be running", Duration::from_secs(20), || {
-        let api = api.clone();
-        let run = run.clone();
-        async move { (api.run(&run).await["status"] == "running").then_some(()) }
-    })
-    .await;
 }

@@ -155,18 +155,39 @@ impl Api {
         }
     }
 
+    /// Waits until run `run_id` is running; returns it.
+    pub async fn wait_run_running(&self, run_id: &str, timeout: Duration) -> Value {
+        self.wait_run(run_id, "start", timeout, |r| r["status"] == "running")
+            .await
+    }
+
     /// Waits until run `run_id` has a final status; returns it.
     pub async fn wait_run_final(&self, run_id: &str, timeout: Duration) -> Value {
+        self.wait_run(run_id, "finish", timeout, |r| {
+            let st = r["status"].as_str().unwrap_or("");
+            let retrying = !r["retry_at"].is_null();
+            !matches!(st, "queued" | "running") && !retrying
+        })
+        .await
+    }
+
+    /// Waits until run `run_id` is as `reached` wants (`what` it waits for, to report a
+    /// timeout); returns it.
+    async fn wait_run(
+        &self,
+        run_id: &str,
+        what: &str,
+        timeout: Duration,
+        reached: fn(&Value) -> bool,
+    ) -> Value {
         let api = self.clone();
         let id = run_id.to_owned();
-        wait_for(&format!("run {run_id} to finish"), timeout, || {
+        wait_for(&format!("run {run_id} to {what}"), timeout, || {
             let api = api.clone();
             let id = id.clone();
             async move {
                 let r = api.run(&id).await;
-                let st = r["status"].as_str().unwrap_or("");
-                let retrying = !r["retry_at"].is_null();
-                (!matches!(st, "queued" | "running") && !retrying).then_some(r)
+                reached(&r).then_some(r)
             }
         })
         .await

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use super::{GROUP, JOB, JOBS, PAUSE, RESUME, RUN, RUNS, Walk, Workers, all_pages, id_of, ids};
+use super::{
+    GROUP, JOB, JOBS, PAUSE, RESUME, RUN, RUNS, Walk, Workers, all_pages, id_of, ids, refusal,
+};
 
 #[tokio::test]
 async fn create_returns_201_with_id_version_1_and_enabled() {
@@ -26,8 +28,8 @@ async fn create_refuses_an_invalid_schedule_naming_the_field_and_writes_nothing(
     let w = Walk::start("walk-create-bad", Workers::None).await;
     let bad = json!({"name": "x", "group": GROUP, "handler": "echo", "schedule": "61 * * * *"});
     assert_eq!(
-        w.refused("POST", JOBS, &[], "", Some(bad)).await,
-        (400, Some("schedule".to_owned()))
+        refusal(&w.go("POST", JOBS, &[], "", Some(bad)).await),
+        (400, Some("schedule"))
     );
     assert!(all_pages(&w, JOBS, &[], "", 10).await.is_empty());
     w.finish().await;
@@ -179,9 +181,11 @@ async fn patch_refuses_moving_a_job_to_another_group() {
     let w = Walk::start("walk-patch-group", Workers::None).await;
     let a = w.job("walk-a", json!({})).await;
     assert_eq!(
-        w.refused("PATCH", JOB, &[&a], "", Some(json!({"group": "elsewhere"})))
-            .await,
-        (400, Some("group".to_owned()))
+        refusal(
+            &w.go("PATCH", JOB, &[&a], "", Some(json!({"group": "elsewhere"})))
+                .await
+        ),
+        (400, Some("group"))
     );
     let got = w.ok("GET", JOB, &[&a], "", None).await;
     assert_eq!(

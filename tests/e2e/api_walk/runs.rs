@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{CANCEL, GROUP, JOB, RUN, RUNS, TRIGGER, Walk, Workers, all_pages, id_of};
+use super::{CANCEL, GROUP, JOB, RUN, RUNS, TRIGGER, Walk, Workers, all_pages, id_of, refusal};
 
 #[tokio::test]
 async fn trigger_returns_run_id() {
@@ -131,8 +131,8 @@ async fn job_runs_refuse_bad_filters_naming_the_field() {
         ("cursor=nonsense", "cursor"),
     ] {
         assert_eq!(
-            w.refused("GET", RUNS, &[&a], q, None).await,
-            (400, Some(field.to_owned())),
+            refusal(&w.go("GET", RUNS, &[&a], q, None).await),
+            (400, Some(field)),
             "?{q}"
         );
     }
