@@ -1,81 +1,13 @@
-//! The bench's surroundings: its own `redis-server`, the release binaries, Redis counters
-//! (`INFO commandstats`, `INFO cpu`, `INFO memory`), process RSS, and the raw Redis baseline
-//! from `redis-benchmark`.
+//! The bench's measurements of its surroundings: Redis counters (`INFO commandstats`,
+//! `INFO cpu`, `INFO memory`), process RSS, and the raw Redis baseline from
+//! `redis-benchmark`. Its own `redis-server` and the release binaries come from the test
+//! support library (`dotjob_tests`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-
-/// A `redis-server` the bench started (no persistence), killed on drop.
-pub struct Server {
-    child: Option<Child>,
-    /// Its port.
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(16_379)
-}
-
-impl Server {
-    /// Starts one.
-    pub fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server (is it on PATH?)")?;
-        let me = Self {
-            child: Some(child),
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(me)
-    }
-
-    /// Its URL.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use anyhow::Context;
 
 /// A raw connection with a long reply timeout.
 pub async fn conn(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
@@ -177,7 +109,7 @@ pub async fn used_memory(c: &mut redis::aio::MultiplexedConnection) -> anyhow::R
 }
 
 /// Resident memory of a process, in bytes.
-pub fn rss(pid: u32) -> u64 {
+pub fn rss(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -214,33 +146,6 @@ pub fn xadd_baseline(port: u16, requests: u64) -> anyhow::Result<f64> {
         .next_back()
         .with_context(|| format!("cannot read redis-benchmark output: {text}"))?;
     Ok(rate)
-}
-
-/// The release build of a dotjob binary, built now if needed.
-pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("bench binary has no folder")?;
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "dotjob-scheduler",
-            "-p",
-            "dotjob-worker",
-            "--bins",
-        ])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .status()?;
-    if !status.success() {
-        bail!("building the release binaries failed");
-    }
-    let p = dir.join(name);
-    if !p.exists() {
-        bail!("{} is missing", p.display());
-    }
-    Ok(p)
 }
 
 /// Percentile of sorted values.

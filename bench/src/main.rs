@@ -66,12 +66,14 @@ async fn main() -> anyhow::Result<()> {
     let all = cli.scenario == Scenario::All;
     let server = match &cli.redis_url {
         Some(_) => None,
-        None => Some(env::Server::start()?),
+        None => Some(dotjob_tests::RedisServer::start()),
     };
-    let url = cli
-        .redis_url
-        .clone()
-        .unwrap_or_else(|| server.as_ref().map(env::Server::url).unwrap_or_default());
+    let url = cli.redis_url.clone().unwrap_or_else(|| {
+        server
+            .as_ref()
+            .map(dotjob_tests::RedisServer::url)
+            .unwrap_or_default()
+    });
     let port: u16 = url
         .rsplit(':')
         .next()

@@ -6,24 +6,15 @@
 use std::time::Duration;
 
 use dotjob_tests::{
-    Api, InProcess, delete_prefix, ms, raw_conn, redis_handle, shared_redis, unique_prefix,
-    wait_for,
+    Api, InProcess, Spawned, delete_prefix, ms, raw_conn, redis_handle, shared_redis,
+    unique_prefix, wait_for,
 };
 use dotjob_worker::{HandlerError, RunContext, Worker};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// Starts an echo worker of `group`; `events: false` = it never subscribes to the events
 /// channel, so it misses every invalidation.
-fn echo_worker(
-    url: &str,
-    prefix: &str,
-    group: &str,
-    events: bool,
-) -> (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+fn echo_worker(url: &str, prefix: &str, group: &str, events: bool) -> Spawned {
     let worker = Worker::builder(redis_handle(url, prefix), group)
         .handler("echo", |ctx: RunContext| async move {
             Ok::<_, HandlerError>(ctx.params().clone())
@@ -33,11 +24,7 @@ fn echo_worker(
         .grace(Duration::from_secs(5))
         .build()
         .expect("worker");
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
-    (tx, task)
+    Spawned::worker(worker)
 }
 
 /// Final runs of a job, oldest first by enqueue instant.
@@ -148,9 +135,8 @@ async fn api_patched_params_reach_the_very_next_run_even_when_the_invalidation_i
         }
     }
 
-    for (tx, task) in [listening, deaf] {
-        let _ = tx.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    for worker in [listening, deaf] {
+        worker.stop().await;
     }
     sched.shutdown().await;
     delete_prefix(&url, &prefix).await;

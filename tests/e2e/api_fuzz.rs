@@ -581,21 +581,26 @@ async fn assert_consistent(url: &str, prefix: &str) -> (usize, usize) {
         index.keys().cloned().collect::<HashSet<_>>(),
         "job-ids and the job index differ"
     );
+    // `*` for the group and the id: a KEYS pattern of every job hash.
     let job_keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:{{*}}:job:*"))
+        .arg(keys.job("*", "*"))
         .query_async(&mut c)
         .await
         .expect("keys");
     let mut seen = HashSet::new();
     for key in &job_keys {
-        let (group, id) = key
-            .strip_prefix(&format!("{prefix}:{{"))
-            .and_then(|r| r.split_once("}:job:"))
+        let id = key
+            .rsplit_once(':')
+            .map(|(_, id)| id)
             .unwrap_or_else(|| panic!("odd key {key}"));
+        let group = index
+            .get(id)
+            .unwrap_or_else(|| panic!("{key} is not in the job index"))
+            .as_str();
         assert_eq!(
-            index.get(id).map(String::as_str),
-            Some(group),
-            "{key} is not in the job index"
+            keys.job(group, id),
+            *key,
+            "{key} is not in the job index under its group"
         );
         let f: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(key)
@@ -665,7 +670,7 @@ async fn assert_consistent(url: &str, prefix: &str) -> (usize, usize) {
         assert!(groups.contains(g), "group {g} is not in the group set");
     }
     let run_keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:{{*}}:run:*"))
+        .arg(keys.run("*", "*"))
         .query_async(&mut c)
         .await
         .expect("keys");

@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use dotjob_tests::{Api, ms, redis_handle, wait_for};
+use dotjob_tests::{Api, Spawned, ms, redis_handle, wait_for};
 use dotjob_worker::{HandlerError, RunContext, Worker};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// Observations of the test handlers.
 #[derive(Default)]
@@ -31,8 +30,7 @@ impl Drop for DropFlag {
 /// A running in-process worker; stops (gracefully) when dropped or on `stop()`.
 pub struct TestWorker {
     pub probe: Arc<Probe>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    task: Spawned,
 }
 
 impl TestWorker {
@@ -93,33 +91,15 @@ impl TestWorker {
             .grace(Duration::from_secs(5))
             .build()
             .expect("worker");
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(worker.run(async move {
-            let _ = rx.await;
-        }));
         Self {
             probe,
-            stop: Some(tx),
-            task: Some(task),
+            task: Spawned::worker(worker),
         }
     }
 
     /// Stops and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-        }
-    }
-}
-
-impl Drop for TestWorker {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+    pub async fn stop(self) {
+        self.task.stop().await;
     }
 }
 

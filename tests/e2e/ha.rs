@@ -4,20 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use dotjob_shared::Keys;
 use dotjob_tests::{
-    Api, InProcess, Proc, RedisServer, delete_prefix, ms, raw_conn, redis_handle, shared_redis,
-    spawn_scheduler, unique_prefix, wait_for,
+    Api, InProcess, Proc, RedisServer, delete_prefix, ms, now_ms, pid_of, raw_conn, redis_handle,
+    shared_redis, spawn_scheduler, unique_prefix, wait_for,
 };
 use serde_json::{Value, json};
 
 use crate::common::{TestWorker, assert_every_tick_once, settled_runs};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Stream entries of a group per (job, tick).
 async fn entries_per_tick(url: &str, prefix: &str, group: &str) -> HashMap<(String, i64), usize> {
@@ -26,7 +20,7 @@ async fn entries_per_tick(url: &str, prefix: &str, group: &str) -> HashMap<(Stri
     let mut start = "-".to_owned();
     loop {
         let rows: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(format!("{prefix}:{{{group}}}:stream"))
+            .arg(Keys::new(prefix).stream(group))
             .arg(&start)
             .arg("+")
             .arg("COUNT")
@@ -52,21 +46,13 @@ async fn entries_per_tick(url: &str, prefix: &str, group: &str) -> HashMap<(Stri
 async fn lease_owner(url: &str, group: &str) -> (String, u64) {
     let mut c = raw_conn(url).await;
     let (owner, epoch): (Option<String>, Option<u64>) = redis::cmd("HMGET")
-        .arg(format!("dotjob:{{{group}}}:lease"))
+        .arg(Keys::new("dotjob").lease(group))
         .arg("owner")
         .arg("epoch")
         .query_async(&mut c)
         .await
         .unwrap();
     (owner.unwrap_or_default(), epoch.unwrap_or(0))
-}
-
-/// The pid in a replica / executor id (`<host>-<pid>-<suffix>`).
-fn pid_of(id: &str) -> i32 {
-    id.rsplit('-')
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(-1)
 }
 
 async fn create_every_second(api: &Api, group: &str, n: usize) -> Vec<String> {
@@ -115,7 +101,10 @@ async fn killing_the_lease_holder_every_5s_loses_no_tick_and_fires_none_twice() 
     while started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let (owner, _) = lease_owner(&url, "ha").await;
-        if let Some(i) = scheds.iter().position(|(p, _)| p.pid() == pid_of(&owner)) {
+        if let Some(i) = scheds
+            .iter()
+            .position(|(p, _)| Some(p.pid()) == pid_of(&owner))
+        {
             scheds[i].0.kill9();
             scheds[i] = spawn_scheduler(&url, "dotjob", &env);
             kills += 1;
@@ -176,7 +165,7 @@ async fn a_stalled_lease_holder_fires_nothing_when_it_resumes() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let i = scheds
         .iter()
-        .position(|(p, _)| p.pid() == pid_of(&owner))
+        .position(|(p, _)| Some(p.pid()) == pid_of(&owner))
         .expect("holder is ours");
     let other = Api::new(&scheds[(i + 1) % 3].1);
     scheds[i].0.stop();

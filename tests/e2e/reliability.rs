@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use dotjob_shared::Keys;
+use dotjob_shared::keys::CONSUMER_GROUP;
 use dotjob_tests::{
     Api, InProcess, Proc, RedisServer, delete_prefix, ms, raw_conn, shared_redis, spawn_scheduler,
     unique_prefix, wait_for,
@@ -54,15 +56,16 @@ async fn failing_twice_then_succeeding_takes_three_attempts_with_backoff_gaps() 
 
     // The entry was acknowledged once final: nothing pending, nothing waiting for a retry.
     let mut c = raw_conn(&url).await;
+    let keys = Keys::new(prefix.as_str());
     let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-        .arg(format!("{prefix}:{{rt}}:stream"))
-        .arg("workers")
+        .arg(keys.stream("rt"))
+        .arg(CONSUMER_GROUP)
         .query_async(&mut c)
         .await
         .unwrap();
     assert_eq!(pending.0, 0);
     let retry: u64 = redis::cmd("ZCARD")
-        .arg(format!("{prefix}:{{rt}}:retry"))
+        .arg(keys.retry("rt"))
         .query_async(&mut c)
         .await
         .unwrap();
@@ -183,16 +186,9 @@ async fn a_disabled_executor_finishes_its_run_and_claims_nothing_new() {
     );
 
     let long_run = api.trigger(slow["id"].as_str().unwrap(), None).await;
-    wait_for(
-        "the slow run to start on A",
-        Duration::from_secs(10),
-        || {
-            let api = api.clone();
-            let run = long_run.clone();
-            async move { (api.run(&run).await["status"] == "running").then_some(()) }
-        },
-    )
-    .await;
+    // It starts on A.
+    api.wait_run_running(&long_run, Duration::from_secs(10))
+        .await;
     let d = api
         .call(
             "POST",
@@ -259,7 +255,7 @@ async fn consumers(url: &str, stream: &str) -> Vec<(String, u64)> {
     let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(stream)
-        .arg("workers")
+        .arg(CONSUMER_GROUP)
         .query_async(&mut c)
         .await
         .unwrap();
@@ -294,15 +290,7 @@ async fn a_dead_executor_is_forgotten_and_its_consumer_removed_only_after_its_ru
     ];
     let mut w1 = Proc::spawn("dotjob-worker", &["--group", "rp"], &env);
     let run = api.trigger(job["id"].as_str().unwrap(), None).await;
-    let first = wait_for("the run to start", Duration::from_secs(15), || {
-        let api = api.clone();
-        let run = run.clone();
-        async move {
-            let r = api.run(&run).await;
-            (r["status"] == "running").then_some(r)
-        }
-    })
-    .await;
+    let first = api.wait_run_running(&run, Duration::from_secs(15)).await;
     let dead_id = first["worker"].as_str().unwrap().to_owned();
     w1.kill9();
     // Nobody is alive to claim its entry: after the timeout the executor is forgotten but its
@@ -317,7 +305,8 @@ async fn a_dead_executor_is_forgotten_and_its_consumer_removed_only_after_its_ru
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stream = "dotjob:{rp}:stream";
+    let stream = Keys::new("dotjob").stream("rp");
+    let stream = stream.as_str();
     assert_eq!(consumers(&url, stream).await, vec![(dead_id.clone(), 1)]);
     // A new worker reclaims the run and finishes it; then the old consumer goes.
     let _w2 = Proc::spawn("dotjob-worker", &["--group", "rp"], &env);
@@ -353,62 +342,44 @@ async fn sigterm_lets_a_run_finish_or_hands_it_back_and_exits_zero() {
         .await;
     let id = job["id"].as_str().unwrap();
 
-    // 1. Enough grace: the run finishes, then the worker exits 0.
-    let env = |grace: &'static str| {
-        vec![
-            ("REDIS_URL", url.clone()),
-            ("DOTJOB_SHELL_ALLOW", "sleep".to_owned()),
-            ("DOTJOB_LEASE_MS", "1000".to_owned()),
-            ("DOTJOB_SHUTDOWN_GRACE_MS", grace.to_owned()),
-        ]
+    let worker = |grace: &str| {
+        let env = [
+            ("REDIS_URL", url.as_str()),
+            ("DOTJOB_SHELL_ALLOW", "sleep"),
+            ("DOTJOB_LEASE_MS", "1000"),
+            ("DOTJOB_SHUTDOWN_GRACE_MS", grace),
+        ];
+        Proc::spawn("dotjob-worker", &["--group", "gs"], &env)
     };
-    let e1 = env("10000");
-    let e1: Vec<(&str, &str)> = e1.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut w = Proc::spawn("dotjob-worker", &["--group", "gs"], &e1);
-    let run = api.trigger(id, None).await;
-    wait_running(&api, &run).await;
-    w.term();
-    assert_eq!(
-        w.wait_exit(Duration::from_secs(15)).unwrap(),
-        Some(0),
-        "{}",
-        w.log()
-    );
-    let r = api.run(&run).await;
+    // A run of the job on a worker with `grace`, which gets SIGTERM mid-run and must exit 0.
+    let terminated_mid_run = async |grace: &str| {
+        let mut w = worker(grace);
+        let run = api.trigger(id, None).await;
+        api.wait_run_running(&run, Duration::from_secs(20)).await;
+        w.term();
+        assert_eq!(
+            w.wait_exit(Duration::from_secs(15)).unwrap(),
+            Some(0),
+            "{}",
+            w.log()
+        );
+        api.run(&run).await
+    };
+
+    // 1. Enough grace: the run finishes, then the worker exits 0.
+    let r = terminated_mid_run("10000").await;
     assert_eq!(
         r["status"], "succeeded",
         "the run did not finish within the grace period: {r}"
     );
 
     // 2. Too little grace: the run is handed back, the worker exits 0, another worker runs it.
-    let e2 = env("300");
-    let e2: Vec<(&str, &str)> = e2.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut w = Proc::spawn("dotjob-worker", &["--group", "gs"], &e2);
-    let run = api.trigger(id, None).await;
-    wait_running(&api, &run).await;
-    w.term();
-    assert_eq!(
-        w.wait_exit(Duration::from_secs(15)).unwrap(),
-        Some(0),
-        "{}",
-        w.log()
-    );
-    let r = api.run(&run).await;
+    let r = terminated_mid_run("300").await;
     assert_eq!(r["status"], "queued", "{r}");
     assert_eq!(r["attempts"][0]["status"], "handed_back", "{r}");
-    let _w = Proc::spawn("dotjob-worker", &["--group", "gs"], &e1);
+    let run = r["id"].as_str().unwrap().to_owned();
+    let _w = worker("10000");
     let r = api.wait_run_final(&run, Duration::from_secs(30)).await;
     assert_eq!(r["status"], "succeeded", "{r}");
     assert_eq!(r["attempt"], 2);
-}
-
-async fn wait_running(api: &Api, run: &str) {
-    let api = api.clone();
-    let run = run.to_owned();
-    wait_for("the run to be running", Duration::from_secs(20), || {
-        let api = api.clone();
-        let run = run.clone();
-        async move { (api.run(&run).await["status"] == "running").then_some(()) }
-    })
-    .await;
 }

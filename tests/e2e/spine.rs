@@ -16,7 +16,7 @@ use crate::common::TestWorker;
 async fn stream_ticks(url: &str, prefix: &str, group: &str) -> BTreeMap<i64, usize> {
     let mut c = raw_conn(url).await;
     let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(format!("{prefix}:{{{group}}}:stream"))
+        .arg(dotjob_shared::Keys::new(prefix).stream(group))
         .arg("-")
         .arg("+")
         .query_async(&mut c)

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use dotjob_shared::Store;
 
-use super::{Ctx, create_jobs, now_ms, scheduler, worker};
+use dotjob_tests::now_ms;
+
+use super::{Ctx, create_jobs, scheduler, worker};
 use crate::env;
 
 pub async fn run(ctx: &Ctx, jobs: u64, with_workers: bool) -> anyhow::Result<()> {

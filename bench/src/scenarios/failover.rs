@@ -2,48 +2,31 @@
 //! takes to fire again; then check every tick ran once (no duplicate, no miss).
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use dotjob_shared::Store;
+use dotjob_tests::{Proc, Profile, now_ms, pid_of, spawn_scheduler_built};
 
-use super::{Ctx, create_jobs, now_ms};
+use super::{Ctx, create_jobs};
 use crate::env;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const LEASE_MS: u64 = 5_000;
 
-fn scheduler(url: &str, prefix: &str) -> anyhow::Result<Proc> {
-    let port = env::free_port();
-    Ok(Proc(
-        Command::new(env::binary("dotjob-scheduler")?)
-            .env("REDIS_URL", url)
-            .env("DOTJOB_PREFIX", prefix)
-            .env("DOTJOB_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DOTJOB_EMBEDDED_WORKER", "off")
-            .env("DOTJOB_SCHEDULER_LEASE_MS", LEASE_MS.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    ))
+/// A release scheduler process of `prefix` with a short lease, killed on drop.
+fn scheduler(url: &str, prefix: &str) -> Proc {
+    let lease = LEASE_MS.to_string();
+    let env = [
+        ("DOTJOB_SCHEDULER_LEASE_MS", lease.as_str()),
+        ("RUST_LOG", "warn"),
+    ];
+    spawn_scheduler_built(Profile::Release, url, prefix, &env).0
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let prefix = "bench-fo";
     let redis = ctx.redis(prefix);
     let store = Store::new(redis.clone());
-    let mut procs: Vec<Proc> = (0..3)
-        .map(|_| scheduler(&ctx.url, prefix))
-        .collect::<Result<_, _>>()?;
+    let mut procs: Vec<Proc> = (0..3).map(|_| scheduler(&ctx.url, prefix)).collect();
     create_jobs(&store, "fo", "*/1 * * * * *", 20).await?;
     let mut c = env::conn(&ctx.url).await?;
     let lease = redis.keys().lease("fo");
@@ -56,18 +39,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             .arg("owner")
             .query_async(&mut c)
             .await?;
-        let pid: u32 = owner
-            .as_deref()
-            .and_then(|o| o.rsplit('-').nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+        let pid = owner.as_deref().and_then(pid_of);
         let i = procs
             .iter()
-            .position(|p| p.0.id() == pid)
+            .position(|p| Some(p.pid()) == pid)
             .ok_or_else(|| anyhow::anyhow!("no holder"))?;
         drop(procs.remove(i)); // SIGKILL
         let killed_at = now_ms();
-        procs.push(scheduler(&ctx.url, prefix)?); // a replacement joins, as a supervisor would
+        procs.push(scheduler(&ctx.url, prefix)); // a replacement joins, as a supervisor would
         // Time the first fire after the kill.
         let resumed = loop {
             let last: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")

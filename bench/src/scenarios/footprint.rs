@@ -2,39 +2,14 @@
 //! of a scheduler and a worker process with 100 000 and 1 000 000 registered jobs (it must not
 //! grow with the job count: nothing loads every job).
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use dotjob_shared::Store;
 use dotjob_shared::model::job::JobInput;
+use dotjob_tests::{Proc, Profile, spawn_scheduler_built};
 
 use super::{Ctx, create_jobs, worker};
 use crate::env;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &str, args: &[&str], url: &str, prefix: &str) -> anyhow::Result<Proc> {
-    let port = env::free_port();
-    Ok(Proc(
-        Command::new(env::binary(bin)?)
-            .args(args)
-            .env("REDIS_URL", url)
-            .env("DOTJOB_PREFIX", prefix)
-            .env("DOTJOB_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DOTJOB_EMBEDDED_WORKER", "off")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    ))
-}
 
 pub async fn run(ctx: &Ctx, max_jobs: u64) -> anyhow::Result<()> {
     let prefix = "bench-fp";
@@ -98,13 +73,19 @@ pub async fn run(ctx: &Ctx, max_jobs: u64) -> anyhow::Result<()> {
     let mut line = vec![];
     let mut registered = 100_000u64;
     loop {
-        let sched = spawn("dotjob-scheduler", &[], &ctx.url, prefix)?;
-        let work = spawn("dotjob-worker", &["--group", "fp"], &ctx.url, prefix)?;
+        let quiet = [("RUST_LOG", "warn")];
+        let (sched, _) = spawn_scheduler_built(Profile::Release, &ctx.url, prefix, &quiet);
+        let work = Proc::spawn_built(
+            Profile::Release,
+            "dotjob-worker",
+            &["--group", "fp"],
+            &[("REDIS_URL", &ctx.url), ("DOTJOB_PREFIX", prefix), quiet[0]],
+        );
         tokio::time::sleep(Duration::from_secs(15)).await;
         line.push(format!(
             "{registered} jobs: scheduler {:.1} MiB, worker {:.1} MiB",
-            env::rss(sched.0.id()) as f64 / 1_048_576.0,
-            env::rss(work.0.id()) as f64 / 1_048_576.0
+            env::rss(sched.pid()) as f64 / 1_048_576.0,
+            env::rss(work.pid()) as f64 / 1_048_576.0
         ));
         drop(sched);
         drop(work);

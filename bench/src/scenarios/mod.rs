@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use dotjob_shared::model::job::{JobInput, Nullable};
 use dotjob_shared::{Redis, Store};
+use dotjob_tests::Spawned;
 use dotjob_worker::{HandlerError, RunContext, Worker};
 use futures::StreamExt;
-use tokio::sync::oneshot;
 
 pub mod burst;
 pub mod failover;
@@ -35,38 +35,17 @@ impl Ctx {
     }
 }
 
-/// A component running in this process until stopped.
-pub struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    /// Stops it and waits.
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(60), self.task).await;
-    }
-}
-
 /// A scheduler without API traffic or embedded worker.
-pub async fn scheduler(redis: Redis) -> anyhow::Result<Running> {
+pub async fn scheduler(redis: Redis) -> anyhow::Result<Spawned> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let opts = dotjob_scheduler::Options {
         redis,
         engine: dotjob_scheduler::EngineSettings::default(),
         embedded_worker: None,
     };
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(dotjob_scheduler::run(opts, listener, async move {
-        let _ = rx.await;
-    }));
-    Ok(Running {
-        stop: Some(tx),
-        task,
-    })
+    Ok(Spawned::new(|shutdown| {
+        dotjob_scheduler::run(opts, listener, shutdown)
+    }))
 }
 
 /// A worker of `group` whose `noop` handler calls `on_start` and returns at once.
@@ -75,7 +54,7 @@ pub fn worker(
     group: &str,
     concurrency: usize,
     on_start: Arc<dyn Fn(&RunContext) + Send + Sync>,
-) -> anyhow::Result<Running> {
+) -> anyhow::Result<Spawned> {
     let w = Worker::builder(redis, group)
         .handler("noop", move |ctx: RunContext| {
             on_start(&ctx);
@@ -83,14 +62,7 @@ pub fn worker(
         })
         .concurrency(concurrency)
         .build()?;
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(w.run(async move {
-        let _ = rx.await;
-    }));
-    Ok(Running {
-        stop: Some(tx),
-        task,
-    })
+    Ok(Spawned::worker(w))
 }
 
 /// Creates `n` jobs of `group` with `schedule`, 64 at a time.
@@ -122,16 +94,9 @@ pub async fn create_jobs(store: &Store, group: &str, schedule: &str, n: u64) -> 
     Ok(())
 }
 
-/// Milliseconds since the epoch on this host (the same clock as Redis here).
-/// Wall clock in microseconds.
+/// Microseconds since the epoch on this host (the same clock as Redis here).
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

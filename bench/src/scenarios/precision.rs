@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use dotjob_shared::Store;
 
-use super::{Ctx, create_jobs, now_ms, now_us, scheduler, worker};
+use dotjob_tests::now_ms;
+
+use super::{Ctx, create_jobs, now_us, scheduler, worker};
 use crate::env::pct;
 
 pub async fn run(ctx: &Ctx, jobs: u64, secs: u64) -> anyhow::Result<()> {

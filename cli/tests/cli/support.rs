@@ -141,7 +141,7 @@ impl TestWorker {
                 }
                 Ok::<_, HandlerError>(json!({"lines": CHATTY_LINES}))
             })
-            .lease(Duration::from_secs(2))
+            .reclaim_after(Duration::from_secs(2))
             .grace(Duration::from_secs(2))
             .build()
             .expect("worker");
