@@ -1,6 +1,7 @@
 //! The stock handlers as an attacker who may only define and trigger jobs sees them: the
 //! `shell` allow-list runs the listed programs' own code and nothing else, whatever the
-//! job's `env`, `cwd` or `command[0]` say.
+//! job's `env`, `cwd` or `command[0]` say, and statically bad `shell` and `http` params are
+//! refused when the job is written.
 
 use std::path::Path;
 use std::time::Duration;

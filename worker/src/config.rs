@@ -31,6 +31,10 @@ pub struct WorkerArgs {
     /// When set, folders a `shell` job's `cwd` must lie inside (comma-separated).
     #[arg(long, env = "DOTJOB_SHELL_CWD_ALLOW", value_delimiter = ',')]
     pub shell_cwd_allow: Vec<PathBuf>,
+    /// Where the `http` handler may connect (comma-separated host names, `*.domain`
+    /// suffixes, IPs, CIDR ranges, `public`); empty = any public address.
+    #[arg(long, env = "DOTJOB_HTTP_ALLOW", value_delimiter = ',')]
+    pub http_allow: Vec<String>,
 }
 
 impl WorkerArgs {
@@ -57,6 +61,7 @@ impl WorkerArgs {
                     .cloned()
                     .collect(),
             },
+            http_allow: self.http_allow.clone(),
         }
     }
 }

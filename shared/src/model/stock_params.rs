@@ -80,6 +80,9 @@ const REFUSED_ENV_PREFIXES: &[&str] = &[
 /// Fields the `shell` handler takes.
 const SHELL_FIELDS: &[&str] = &["command", "env", "cwd"];
 
+/// Fields the `http` handler takes.
+const HTTP_FIELDS: &[&str] = &["url", "method", "headers", "body"];
+
 /// Why a job may not set the environment variable `name` for the `shell` handler, or
 /// `None` when it may.
 pub fn refused_env_name(name: &str) -> Option<&'static str> {
@@ -125,6 +128,7 @@ pub fn refused_program(program: &str) -> Option<&'static str> {
 pub fn validate_stock_params(handler: &str, params: &Value) -> Result<()> {
     match handler {
         "shell" => shell(params),
+        "http" => http(params),
         _ => Ok(()),
     }
 }
@@ -203,6 +207,67 @@ fn shell(params: &Value) -> Result<()> {
     }
 }
 
+/// An HTTP token (RFC 9110 `tchar`s): methods and header names.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn http(params: &Value) -> Result<()> {
+    let p = object(
+        "params",
+        params,
+        "the http handler takes url, method, headers, body",
+    )?;
+    if let Some(k) = p.keys().find(|k| !HTTP_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            format!("params.{k}"),
+            "unknown field; the http handler takes url, method, headers, body",
+        ));
+    }
+    let url = match p.get("url") {
+        None => return Err(Error::invalid("params.url", "is required")),
+        Some(Value::String(u)) => u,
+        Some(_) => return Err(Error::invalid("params.url", "must be a string")),
+    };
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::invalid("params.url", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(Error::invalid(
+            "params.url",
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    match p.get("method") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(m)) if is_token(m) && m.len() <= 32 => {}
+        Some(_) => {
+            return Err(Error::invalid(
+                "params.method",
+                "must be an HTTP method such as GET or POST",
+            ));
+        }
+    }
+    if let Some(headers) = p.get("headers") {
+        let headers = object("params.headers", headers, "header name → string")?;
+        for (name, v) in headers {
+            let field = format!("params.headers.{name}");
+            if !is_token(name) {
+                return Err(Error::invalid(field, "is not a header name"));
+            }
+            match v.as_str() {
+                Some(s) if s.contains(['\r', '\n', '\0']) => {
+                    return Err(Error::invalid(field, "contains a line break or NUL"));
+                }
+                Some(_) => {}
+                None => return Err(Error::invalid(field, "must be a string")),
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -271,6 +336,59 @@ mod tests {
         ] {
             assert_eq!(
                 field("shell", params.clone()).as_deref(),
+                Some(want),
+                "{params}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_params_name_their_field() {
+        assert_eq!(
+            field(
+                "http",
+                json!({"url": "https://example.com/hook", "method": "put", "headers": {"X-Key": "v"}, "body": {"a": 1}})
+            ),
+            None
+        );
+        for (params, want) in [
+            (json!([]), "params"),
+            (json!({}), "params.url"),
+            (json!({"url": 5}), "params.url"),
+            (json!({"url": "not a url"}), "params.url"),
+            (json!({"url": "ftp://example.com/x"}), "params.url"),
+            (json!({"url": "file:///etc/passwd"}), "params.url"),
+            (
+                json!({"url": "https://x.example", "method": "GE T"}),
+                "params.method",
+            ),
+            (
+                json!({"url": "https://x.example", "method": 1}),
+                "params.method",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": {"A": 1}}),
+                "params.headers.A",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": {"A B": "x"}}),
+                "params.headers.A B",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": {"A": "x\r\nB: y"}}),
+                "params.headers.A",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": "A: x"}),
+                "params.headers",
+            ),
+            (
+                json!({"url": "https://x.example", "timeout": 5}),
+                "params.timeout",
+            ),
+        ] {
+            assert_eq!(
+                field("http", params.clone()).as_deref(),
                 Some(want),
                 "{params}"
             );
