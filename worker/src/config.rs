@@ -35,6 +35,10 @@ pub struct WorkerArgs {
     /// suffixes, IPs, CIDR ranges, `public`); empty = any public address.
     #[arg(long, env = "DOTJOB_HTTP_ALLOW", value_delimiter = ',')]
     pub http_allow: Vec<String>,
+    /// File of secret values (`NAME=value` lines or a JSON object) for params'
+    /// `{"$secret": "NAME"}` references; `DOTJOB_SECRET_<NAME>` variables work without it.
+    #[arg(long, env = "DOTJOB_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl WorkerArgs {
@@ -62,6 +66,10 @@ impl WorkerArgs {
                     .collect(),
             },
             http_allow: self.http_allow.clone(),
+            secrets_file: self
+                .secrets_file
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
         }
     }
 }

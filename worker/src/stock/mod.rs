@@ -20,6 +20,9 @@ pub struct StockConfig {
     /// Where the `http` handler may connect (`DOTJOB_HTTP_ALLOW`; empty = any public
     /// address).
     pub http_allow: Vec<String>,
+    /// The secrets file `{"$secret": "NAME"}` references are resolved from
+    /// (`DOTJOB_SECRETS_FILE`); `DOTJOB_SECRET_<NAME>` variables work without it.
+    pub secrets_file: Option<std::path::PathBuf>,
 }
 
 impl From<Vec<String>> for StockConfig {
@@ -36,8 +39,9 @@ impl From<Vec<String>> for StockConfig {
     }
 }
 
-/// Registers `http` and `shell`. Resolves the `shell` allow-list now (programs on this
-/// process's `PATH`); a malformed setting is an error naming its variable.
+/// Registers `http` and `shell`, and sets the secrets file. Resolves the `shell` allow-list
+/// now (programs on this process's `PATH`); a malformed setting is an error naming its
+/// variable.
 pub fn register(builder: WorkerBuilder, cfg: &StockConfig) -> anyhow::Result<WorkerBuilder> {
     let policy = http_policy::HostPolicy::parse(&cfg.http_allow).map_err(anyhow::Error::msg)?;
     let http: Arc<dyn Handler> =
@@ -45,6 +49,7 @@ pub fn register(builder: WorkerBuilder, cfg: &StockConfig) -> anyhow::Result<Wor
     let shell: Arc<dyn Handler> =
         Arc::new(shell::ShellHandler::with_config(&cfg.shell).map_err(anyhow::Error::msg)?);
     Ok(builder
+        .secrets_file(cfg.secrets_file.clone())
         .handler_arc("http", http)
         .handler_arc("shell", shell))
 }
