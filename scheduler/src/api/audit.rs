@@ -345,14 +345,12 @@ pub struct AuditPage {
     next_cursor: Option<String>,
 }
 
+/// A stream entry id `<ms>-<seq>` (both `u64`).
 fn is_stream_id(s: &str) -> bool {
     s.split_once('-').is_some_and(|(a, b)| {
-        !a.is_empty()
-            && !b.is_empty()
-            && a.len() <= 20
-            && b.len() <= 20
-            && a.bytes().all(|c| c.is_ascii_digit())
-            && b.bytes().all(|c| c.is_ascii_digit())
+        [a, b]
+            .iter()
+            .all(|p| p.bytes().all(|c| c.is_ascii_digit()) && p.parse::<u64>().is_ok())
     })
 }
 
@@ -399,6 +397,12 @@ pub async fn list(
             "cursor",
             "not a cursor from this listing",
         ));
+    }
+    if cursor.as_deref() == Some("0-0") {
+        return Ok(Json(AuditPage {
+            items: vec![],
+            next_cursor: None,
+        })); // nothing is older than the first possible entry
     }
     let start = from.map_or("-".to_owned(), |f| f.max(0).to_string());
     let mut end = match (&cursor, to) {
@@ -546,5 +550,6 @@ mod tests {
         );
         assert!(e.at.starts_with("2023-11-14T22:13:20"));
         assert!(is_stream_id("1-0") && !is_stream_id("1-") && !is_stream_id("x-1"));
+        assert!(!is_stream_id("99999999999999999999-0") && !is_stream_id("+1-0"));
     }
 }
