@@ -84,6 +84,11 @@ impl Keys {
         format!("{}:events", self.prefix)
     }
 
+    /// Stream: the admin API's audit trail (one entry per admin write).
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
     /// Hash: scheduler replica id → last heartbeat (ms), used to balance leases.
     pub fn schedulers(&self) -> String {
         format!("{}:schedulers", self.prefix)
