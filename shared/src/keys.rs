@@ -1,15 +1,17 @@
-//! The one place that names Redis keys.
+//! The one place that names Redis keys, and reads them back.
 //!
 //! Every key of a group carries the group as a Redis Cluster hash tag (`{billing}`), so that
 //! a group's schedule, stream, job hashes, run records and lease live in one slot and one Lua
-//! script can touch all of them. The Lua scripts in `lua/` receive the group prefix
-//! (`<prefix>:{<group>}:`) as `KEYS[1]` and append the same suffixes as the functions below;
-//! the suffix constants are the contract between the two and the README's key table.
+//! script can touch all of them. The Lua scripts receive the group prefix
+//! (`<prefix>:{<group>}:`) as `KEYS[1]`; [`lua_prelude`] renders the [`suffix`] constants
+//! below into the Lua every script starts with, so Rust and Lua build each key from the same
+//! constant and no script spells a key name itself.
 
 /// The consumer group every worker of a group reads the group stream through.
 pub const CONSUMER_GROUP: &str = "workers";
 
-/// Key suffixes under a group prefix. Lua scripts use the same literals.
+/// Key suffixes under a group prefix. The Lua scripts get each as `K_<NAME>` (see
+/// [`lua_prelude`](super::lua_prelude)).
 pub mod suffix {
     /// Hash: one job definition (`job:<id>`).
     pub const JOB: &str = "job:";
@@ -27,8 +29,10 @@ pub mod suffix {
     pub const RUNS: &str = "runs:";
     /// List: log lines of a run (`log:<run id>`).
     pub const LOG: &str = "log:";
-    /// Hash: stream entry id → run id for every entry not yet acknowledged.
+    /// Hash: run id → its stream entry id, for every entry not yet acknowledged.
     pub const ACTIVE: &str = "active";
+    /// Hash: run id → reason, for cancel requests its executor has not acted on yet.
+    pub const CANCEL: &str = "cancel";
     /// Sorted set: stream entry id → instant its retry is due.
     pub const RETRY: &str = "retry";
     /// Hash: the group's scheduling lease (owner, epoch, expires).
@@ -43,6 +47,57 @@ pub mod suffix {
     pub const INFLIGHT: &str = "inflight";
     /// String: counter for manual-trigger run ids.
     pub const SEQ: &str = "seq";
+
+    /// Every suffix with its Lua name (`K_<name>`), as the Lua prelude declares them.
+    pub const ALL: [(&str, &str); 17] = [
+        ("JOB", JOB),
+        ("JOBS", JOBS),
+        ("SCHEDULE", SCHEDULE),
+        ("STREAM", STREAM),
+        ("DEAD", DEAD),
+        ("RUN", RUN),
+        ("RUNS", RUNS),
+        ("LOG", LOG),
+        ("ACTIVE", ACTIVE),
+        ("CANCEL", CANCEL),
+        ("RETRY", RETRY),
+        ("LEASE", LEASE),
+        ("EXECUTORS", EXECUTORS),
+        ("HEARTBEATS", HEARTBEATS),
+        ("DISABLED", DISABLED),
+        ("INFLIGHT", INFLIGHT),
+        ("SEQ", SEQ),
+    ];
+}
+
+/// The Lua every script starts with: `P`, the group prefix (`KEYS[1]`); each key suffix as
+/// `K_<NAME>`, so a script names a group key `P .. K_STREAM` or `P .. K_RUN .. id`; and the
+/// consumer group as `CONSUMER_GROUP`. Constants rather than key-builder functions: a Lua
+/// function is a closure created anew on every script call, a constant costs nothing.
+pub fn lua_prelude() -> String {
+    let mut lua = String::from(
+        "-- Key names (rendered from keys.rs): a group key is P .. K_<NAME> [.. id].\n\
+         local P = KEYS[1]\n",
+    );
+    for (name, suffix) in suffix::ALL {
+        lua.push_str(&format!("local K_{name} = '{suffix}'\n"));
+    }
+    lua.push_str(&format!("local CONSUMER_GROUP = '{CONSUMER_GROUP}'\n"));
+    lua
+}
+
+/// Splits a group key (`<prefix>:{<group>}:<rest>`) into its group and the rest.
+pub fn parse_group_key(key: &str) -> Option<(&str, &str)> {
+    let (_, tagged) = key.split_once(":{")?;
+    let (group, rest) = tagged.split_once("}:")?;
+    (!group.is_empty()).then_some((group, rest))
+}
+
+/// The group and run id of a run record's key (`<prefix>:{<group>}:run:<run id>`).
+pub fn parse_run_key(key: &str) -> Option<(&str, &str)> {
+    let (group, rest) = parse_group_key(key)?;
+    let run = rest.strip_prefix(suffix::RUN)?;
+    (!run.is_empty()).then_some((group, run))
 }
 
 /// Builds key names for one key prefix (`DOTJOB_PREFIX`).
@@ -174,6 +229,16 @@ impl Keys {
     pub fn inflight(&self, group: &str) -> String {
         self.g(group, suffix::INFLIGHT)
     }
+
+    /// Cancel requests not acted on yet.
+    pub fn cancel(&self, group: &str) -> String {
+        self.g(group, suffix::CANCEL)
+    }
+
+    /// Counter of manual-trigger run ids.
+    pub fn seq(&self, group: &str) -> String {
+        self.g(group, suffix::SEQ)
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +260,36 @@ mod tests {
         ] {
             assert!(key.contains("{g}"), "{key}");
         }
+    }
+
+    #[test]
+    fn keys_read_back_into_group_and_run() {
+        let k = Keys::new("dotjob");
+        let run = k.run("billing", "01abc-m17-3-s1");
+        assert_eq!(parse_run_key(&run), Some(("billing", "01abc-m17-3-s1")));
+        assert_eq!(
+            parse_group_key(&k.inflight("g")),
+            Some(("g", suffix::INFLIGHT))
+        );
+        assert_eq!(parse_run_key(&k.run_log("billing", "01abc-5")), None);
+        assert_eq!(parse_run_key(&k.job_index()), None);
+        assert_eq!(parse_group_key("dotjob:{}:run:x"), None);
+    }
+
+    #[test]
+    fn the_lua_prelude_declares_every_suffix_once() {
+        let lua = lua_prelude();
+        for (name, suffix) in suffix::ALL {
+            let line = format!("local K_{name} = '{suffix}'\n");
+            assert_eq!(lua.matches(&line).count(), 1, "{line}");
+        }
+        let names: std::collections::HashSet<_> = suffix::ALL.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names.len(),
+            suffix::ALL.len(),
+            "two suffixes share a Lua name"
+        );
+        assert!(lua.contains("local P = KEYS[1]\n"));
+        assert!(lua.contains("local CONSUMER_GROUP = 'workers'\n"));
     }
 }

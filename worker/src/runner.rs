@@ -23,7 +23,7 @@ use dotjob_shared::conn::Redis;
 use dotjob_shared::events::Event;
 use dotjob_shared::keys::CONSUMER_GROUP;
 use dotjob_shared::model::job::ConcurrencyPolicy;
-use dotjob_shared::model::run::code;
+use dotjob_shared::model::run::{RunStatus, code};
 use dotjob_shared::scripts;
 use futures::StreamExt;
 use redis::Value as RValue;
@@ -257,27 +257,6 @@ impl Retry {
     }
 }
 
-/// A stream id as (ms, seq), for ordering.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-}
-
-/// The lowest and highest of some stream ids.
-fn entry_range<'a>(ids: impl Iterator<Item = &'a str>) -> (&'a str, &'a str) {
-    let mut lo: Option<&str> = None;
-    let mut hi: Option<&str> = None;
-    for id in ids {
-        if lo.is_none_or(|l| id_key(id) < id_key(l)) {
-            lo = Some(id);
-        }
-        if hi.is_none_or(|h| id_key(id) > id_key(h)) {
-            hi = Some(id);
-        }
-    }
-    (lo.unwrap_or("0-0"), hi.unwrap_or("0-0"))
-}
-
 fn to_string(v: &RValue) -> String {
     match v {
         RValue::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
@@ -286,26 +265,6 @@ fn to_string(v: &RValue) -> String {
         RValue::VerbatimString { text, .. } => text.clone(),
         _ => String::new(),
     }
-}
-
-fn field_map(v: &RValue) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    match v {
-        RValue::Array(items) => {
-            for kv in items.chunks(2) {
-                if let [k, v] = kv {
-                    m.insert(to_string(k), to_string(v));
-                }
-            }
-        }
-        RValue::Map(pairs) => {
-            for (k, v) in pairs {
-                m.insert(to_string(k), to_string(v));
-            }
-        }
-        _ => {}
-    }
-    m
 }
 
 impl Engine {
@@ -527,31 +486,31 @@ impl Engine {
         if batch.is_empty() {
             return batch;
         }
-        let res: dotjob_shared::Result<(i64, Vec<String>)> = async {
-            let mut inv = scripts::RECHECK.prepare_invoke();
-            inv.key(&self.prefix);
-            for d in &batch {
-                inv.arg(&d.run).arg(&d.job);
-            }
+        let runs: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|d| (d.run.as_str(), d.job.as_str()))
+            .collect();
+        let res = async {
             let mut c = self.redis.conn().await?;
-            Ok(inv.invoke_async(&mut c).await?)
+            scripts::Recheck { runs: &runs }
+                .call(&mut c, &self.prefix)
+                .await
         }
         .await;
-        let Ok((now, checks)) = res else {
+        let Ok(checked) = res else {
             warn!("cannot re-check runs fired ahead; starting them as fired");
             return batch;
         };
         // A fresh reading just before these runs' tick sharpens the instant they start at.
-        self.set_clock(now, Instant::now());
+        self.set_clock(checked.now_ms, Instant::now());
         let mut keep = Vec::with_capacity(batch.len());
-        for (mut d, pair) in batch.into_iter().zip(checks.chunks(2)) {
-            let [status, version] = pair else { continue };
-            if status != "queued" {
-                debug!(run = %d.run, status = %status, "run recalled before its tick");
+        for (mut d, check) in batch.into_iter().zip(checked.runs) {
+            if check.status != Some(RunStatus::Queued) {
+                debug!(run = %d.run, status = ?check.status, "run recalled before its tick");
                 self.send(Done::skip(d.entry, d.run, d.job));
                 continue;
             }
-            if let Ok(v) = version.parse::<u64>() {
+            if let Some(v) = check.job_version {
                 d.version = d.version.max(v);
             }
             keep.push(d);
@@ -686,7 +645,7 @@ impl Engine {
     }
 
     async fn claim_loop(self: Arc<Self>) {
-        let mut cursor = "0-0".to_owned();
+        let mut cursor: Option<String> = None;
         let autoclaim_every = (self.settings.lease / 4).max(Duration::from_millis(100));
         let mut last_autoclaim = Instant::now();
         let mut retry = Retry::new();
@@ -704,11 +663,11 @@ impl Engine {
             if free == 0 {
                 continue;
             }
-            let autoclaim = cursor != "0-0" || last_autoclaim.elapsed() >= autoclaim_every;
-            if autoclaim && cursor == "0-0" {
+            let autoclaim = cursor.is_some() || last_autoclaim.elapsed() >= autoclaim_every;
+            if autoclaim && cursor.is_none() {
                 last_autoclaim = Instant::now();
             }
-            match self.claim_once(&cursor, free, autoclaim).await {
+            match self.claim_once(cursor.as_deref(), free, autoclaim).await {
                 Ok((next, batch)) => {
                     retry.reset();
                     if autoclaim {
@@ -729,28 +688,36 @@ impl Engine {
 
     async fn claim_once(
         &self,
-        cursor: &str,
+        cursor: Option<&str>,
         count: usize,
         autoclaim: bool,
-    ) -> dotjob_shared::Result<(String, Vec<Delivery>)> {
+    ) -> dotjob_shared::Result<(Option<String>, Vec<Delivery>)> {
         let mut c = self.redis.conn().await?;
-        let (next, claimed, lost): (String, Vec<(String, u32, RValue)>, u64) = scripts::CLAIM
-            .key(&self.prefix)
-            .arg(&self.id)
-            .arg(self.settings.lease.as_millis() as u64)
-            .arg(count)
-            .arg(cursor)
-            .arg(if autoclaim { "1" } else { "0" })
-            .invoke_async(&mut c)
-            .await?;
+        let claim = scripts::Claim {
+            consumer: &self.id,
+            lease_ms: self.settings.lease.as_millis() as u64,
+            max_entries: count,
+            autoclaim,
+            cursor,
+        };
+        let scripts::ClaimReply {
+            next_cursor: next,
+            entries: claimed,
+            lost,
+        } = claim.call(&mut c, &self.prefix).await?;
         if lost > 0 {
             warn!(group = %self.group, lost, "stream entries were deleted while pending; runs recorded as lost");
             metrics::counter!("dotjob_runs_lost_total", "group" => self.group.clone())
                 .increment(lost);
         }
         let mut out = Vec::with_capacity(claimed.len());
-        for (entry, deliveries, fields) in claimed {
-            match Delivery::parse(entry.clone(), deliveries.max(1), &field_map(&fields)) {
+        for scripts::Claimed {
+            entry,
+            deliveries,
+            fields,
+        } in claimed
+        {
+            match Delivery::parse(entry.clone(), deliveries, &fields) {
                 Some(d) => out.push(d),
                 None => self.send(Done::skip(entry, String::new(), String::new())),
             }
@@ -835,7 +802,7 @@ impl Engine {
         };
         let mut permits = permits.into_iter();
         for ((d, job), verdict) in ready.into_iter().zip(verdicts) {
-            if verdict == "poison" {
+            if verdict == scripts::StartVerdict::Poison {
                 warn!(run = %d.run, attempt = d.attempt, "its executors died during {POISON_AFTER} attempts; giving up on the run");
                 self.send(Done {
                     outcome: "failed",
@@ -851,8 +818,8 @@ impl Engine {
                 });
                 continue;
             }
-            if verdict != "ok" {
-                debug!(run = %d.run, status = %verdict, "run not startable; acknowledging");
+            if verdict != scripts::StartVerdict::Start {
+                debug!(run = %d.run, ?verdict, "run not startable; acknowledging");
                 self.send(Done::skip(d.entry, d.run, d.job));
                 continue;
             }
@@ -879,21 +846,21 @@ impl Engine {
     async fn mark_started(
         &self,
         ready: &[(Delivery, Arc<CachedJob>)],
-    ) -> dotjob_shared::Result<Vec<String>> {
+    ) -> dotjob_shared::Result<Vec<scripts::StartVerdict>> {
         if ready.iter().all(|(d, _)| d.attempt <= 1) {
-            return Ok(vec!["ok".to_owned(); ready.len()]);
+            return Ok(vec![scripts::StartVerdict::Start; ready.len()]);
         }
-        let mut inv = scripts::START.prepare_invoke();
-        inv.key(&self.prefix).arg(&self.id).arg(POISON_AFTER);
-        for (d, _) in ready {
-            inv.arg(&d.run).arg(d.attempt);
-        }
+        let runs: Vec<(&str, u32)> = ready
+            .iter()
+            .map(|(d, _)| (d.run.as_str(), d.attempt))
+            .collect();
         let mut c = self.redis.conn().await?;
-        let mut out: Vec<String> = inv.invoke_async(&mut c).await?;
-        if !out.is_empty() {
-            out.remove(0); // the Redis clock
-        }
-        Ok(out)
+        let start = scripts::Start {
+            worker: &self.id,
+            poison_after: POISON_AFTER,
+            runs: &runs,
+        };
+        Ok(start.call(&mut c, &self.prefix).await?.verdicts)
     }
 
     fn send(&self, done: Done) {
@@ -1151,59 +1118,55 @@ impl Engine {
     async fn record(&self, record: &[Done], handback: &[Done]) -> dotjob_shared::Result<()> {
         let mut c = self.redis.conn().await?;
         if !record.is_empty() {
-            // Plain first-attempt successes go first, in the compact form.
-            let (fast, slow): (Vec<&Done>, Vec<&Done>) = record.iter().partition(|d| {
-                d.outcome == "succeeded" && d.attempt <= 1 && d.result.is_empty() && !d.guarded
-            });
-            let (lo, hi) = entry_range(record.iter().map(|d| d.entry.as_str()));
-            let mut inv = scripts::COMPLETE.prepare_invoke();
-            inv.key(&self.prefix)
-                .arg(&self.id)
-                .arg(lo)
-                .arg(hi)
-                .arg(fast.len());
-            for d in &fast {
-                inv.arg(&d.entry)
-                    .arg(&d.run)
-                    .arg(d.duration_ms)
-                    .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
-            }
-            for d in &slow {
-                inv.arg(&d.entry)
-                    .arg(&d.run)
-                    .arg(&d.job)
-                    .arg(d.outcome)
-                    .arg(d.attempt)
-                    .arg(d.max_attempts)
-                    .arg(d.retry_delay_ms.map(|v| v.to_string()).unwrap_or_default())
-                    .arg(d.code)
-                    .arg(d.duration_ms)
-                    .arg(&d.result)
-                    .arg(&d.error)
-                    .arg(if d.guarded { "1" } else { "0" })
-                    .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
-            }
-            let verdicts: Vec<String> = inv.invoke_async(&mut c).await?;
-            for (d, v) in fast.iter().chain(&slow).zip(&verdicts) {
-                let status = match (v.as_str(), d.outcome) {
-                    ("final", "fatal") => "failed",
-                    ("final", o) => o,
-                    ("dead", _) => "dead",
-                    ("retry", _) => "retry",
-                    _ => continue,
+            let attempts: Vec<scripts::Attempt<'_>> = record
+                .iter()
+                .filter_map(|d| {
+                    let Ok(outcome) = d.outcome.parse() else {
+                        // Left pending: another attempt follows the lease.
+                        warn!(run = %d.run, outcome = d.outcome, "not an attempt outcome");
+                        return None;
+                    };
+                    Some(scripts::Attempt {
+                        entry: &d.entry,
+                        run: &d.run,
+                        job: &d.job,
+                        outcome,
+                        attempt: d.attempt,
+                        max_attempts: d.max_attempts,
+                        retry_delay_ms: d.retry_delay_ms,
+                        code: d.code,
+                        duration_ms: d.duration_ms,
+                        result: &d.result,
+                        error: &d.error,
+                        guarded: d.guarded,
+                        started_ago_ms: d.started.map_or(0, |t| t.elapsed().as_millis() as u64),
+                    })
+                })
+                .collect();
+            let complete = scripts::Complete {
+                worker: &self.id,
+                attempts: &attempts,
+            };
+            for recorded in complete.call(&mut c, &self.prefix).await? {
+                let status = match recorded {
+                    scripts::Recorded::Final(status) => status.as_str(),
+                    scripts::Recorded::Retry => "retry",
+                    scripts::Recorded::Stale | scripts::Recorded::Skipped => continue,
                 };
                 self.runs_counter(status).increment(1);
             }
         }
         if !handback.is_empty() {
-            let mut inv = scripts::HANDBACK.prepare_invoke();
-            inv.key(&self.prefix)
-                .arg(&self.id)
-                .arg(self.settings.lease.as_millis() as u64 * 10);
-            for d in handback {
-                inv.arg(&d.entry).arg(&d.run);
-            }
-            let _: i64 = inv.invoke_async(&mut c).await?;
+            let runs: Vec<(&str, &str)> = handback
+                .iter()
+                .map(|d| (d.entry.as_str(), d.run.as_str()))
+                .collect();
+            let handback_call = scripts::Handback {
+                consumer: &self.id,
+                idle_ms: self.settings.lease.as_millis() as u64 * 10,
+                runs: &runs,
+            };
+            handback_call.call(&mut c, &self.prefix).await?;
             info!(count = handback.len(), "handed unfinished runs back");
         }
         Ok(())
@@ -1261,12 +1224,16 @@ impl Engine {
             let res: dotjob_shared::Result<()> = async {
                 let mut c = self.redis.conn().await?;
                 for chunk in due.chunks(512) {
-                    let mut inv = scripts::MARK.prepare_invoke();
-                    inv.key(&self.prefix).arg(&self.id);
-                    for (_, run, attempt, ago) in chunk {
-                        inv.arg(run).arg(attempt).arg(ago);
+                    let runs: Vec<(&str, u32, u64)> = chunk
+                        .iter()
+                        .map(|(_, run, attempt, ago)| (run.as_str(), *attempt, *ago))
+                        .collect();
+                    scripts::MarkRunning {
+                        worker: &self.id,
+                        runs: &runs,
                     }
-                    let _: i64 = inv.invoke_async(&mut c).await?;
+                    .call(&mut c, &self.prefix)
+                    .await?;
                 }
                 Ok(())
             }
@@ -1297,25 +1264,22 @@ impl Engine {
             entries.chunks(512).collect()
         };
         for chunk in chunks {
-            let mut inv = scripts::TOUCH.prepare_invoke();
-            inv.key(&self.prefix).arg(&self.id);
-            for (entry, run) in chunk {
-                inv.arg(entry).arg(run);
+            let touched = scripts::Touch {
+                consumer: &self.id,
+                held: chunk,
             }
-            let (d, lost, cancel, now): (i64, Vec<String>, Vec<String>, String) =
-                inv.invoke_async(&mut c).await?;
-            if let Ok(now) = now.parse::<i64>() {
-                // Taken as read when the reply arrived: a lower bound of the Redis clock, so a
-                // run waiting for its tick never starts early (at worst a round trip late).
-                self.set_clock(now, Instant::now());
-            }
-            disabled = d == 1;
-            for run in cancel {
+            .call(&mut c, &self.prefix)
+            .await?;
+            // Taken as read when the reply arrived: a lower bound of the Redis clock, so a
+            // run waiting for its tick never starts early (at worst a round trip late).
+            self.set_clock(touched.now_ms, Instant::now());
+            disabled = touched.disabled;
+            for run in touched.cancel {
                 self.cancel_run(&run);
             }
-            if !lost.is_empty() {
+            if !touched.not_ours.is_empty() {
                 debug!(
-                    count = lost.len(),
+                    count = touched.not_ours.len(),
                     "in-flight entries are no longer ours (reclaimed or finished elsewhere)"
                 );
             }
