@@ -8,13 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 /// The `kind` of a [`Event::Cancel`] message. The scripts publish cancel requests
-/// themselves, so the Lua prelude declares it too (`EVENT_CANCEL`).
+/// themselves and name it `EVENT_CANCEL`.
 pub const CANCEL_KIND: &str = "cancel";
-
-/// The Lua declaring [`CANCEL_KIND`].
-pub(crate) fn lua_prelude() -> String {
-    format!("local EVENT_CANCEL = '{CANCEL_KIND}'\n")
-}
 
 /// One notification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,15 +3,15 @@
 //! Every key of a group carries the group as a Redis Cluster hash tag (`{billing}`), so that
 //! a group's schedule, stream, job hashes, run records and lease live in one slot and one Lua
 //! script can touch all of them. The Lua scripts receive the group prefix
-//! (`<prefix>:{<group>}:`) as `KEYS[1]`; [`lua_prelude`] renders the [`suffix`] constants
-//! below into the Lua every script starts with, so Rust and Lua build each key from the same
-//! constant and no script spells a key name itself.
+//! (`<prefix>:{<group>}:`) as `KEYS[1]` and name each [`suffix`] below by a name of
+//! [`lua_names`], which the script loader replaces with the suffix: Rust and Lua build each
+//! key from the same constant and no script spells a key name itself.
 
 /// The consumer group every worker of a group reads the group stream through.
 pub const CONSUMER_GROUP: &str = "workers";
 
-/// Key suffixes under a group prefix. The Lua scripts get each as `K_<NAME>` (see
-/// [`lua_prelude`](super::lua_prelude)).
+/// Key suffixes under a group prefix. The Lua scripts name each `K_<NAME>` (see
+/// [`lua_names`](super::lua_names)).
 pub mod suffix {
     /// Hash: one job definition (`job:<id>`).
     pub const JOB: &str = "job:";
@@ -48,7 +48,7 @@ pub mod suffix {
     /// String: counter for manual-trigger run ids.
     pub const SEQ: &str = "seq";
 
-    /// Every suffix with its Lua name (`K_<name>`), as the Lua prelude declares them.
+    /// Every suffix with its Lua name (`K_<name>`).
     pub const ALL: [(&str, &str); 17] = [
         ("JOB", JOB),
         ("JOBS", JOBS),
@@ -70,20 +70,15 @@ pub mod suffix {
     ];
 }
 
-/// The Lua every script starts with: `P`, the group prefix (`KEYS[1]`); each key suffix as
-/// `K_<NAME>`, so a script names a group key `P .. K_STREAM` or `P .. K_RUN .. id`; and the
-/// consumer group as `CONSUMER_GROUP`. Constants rather than key-builder functions: a Lua
-/// function is a closure created anew on every script call, a constant costs nothing.
-pub fn lua_prelude() -> String {
-    let mut lua = String::from(
-        "-- Key names (rendered from keys.rs): a group key is P .. K_<NAME> [.. id].\n\
-         local P = KEYS[1]\n",
-    );
-    for (name, suffix) in suffix::ALL {
-        lua.push_str(&format!("local K_{name} = '{suffix}'\n"));
-    }
-    lua.push_str(&format!("local CONSUMER_GROUP = '{CONSUMER_GROUP}'\n"));
-    lua
+/// The names the Lua scripts use for key material, with their values: each key suffix as
+/// `K_<NAME>` (a script names a group key `P .. K_STREAM` or `P .. K_RUN .. id`, `P` being
+/// the group prefix, `KEYS[1]`) and the consumer group as `CONSUMER_GROUP`. The script
+/// loader writes each value in place of its name.
+pub fn lua_names() -> impl Iterator<Item = (String, &'static str)> {
+    suffix::ALL
+        .iter()
+        .map(|(name, suffix)| (format!("K_{name}"), *suffix))
+        .chain([("CONSUMER_GROUP".to_owned(), CONSUMER_GROUP)])
 }
 
 /// Splits a group key (`<prefix>:{<group>}:<rest>`) into its group and the rest.
@@ -277,19 +272,15 @@ mod tests {
     }
 
     #[test]
-    fn the_lua_prelude_declares_every_suffix_once() {
-        let lua = lua_prelude();
-        for (name, suffix) in suffix::ALL {
-            let line = format!("local K_{name} = '{suffix}'\n");
-            assert_eq!(lua.matches(&line).count(), 1, "{line}");
-        }
-        let names: std::collections::HashSet<_> = suffix::ALL.iter().map(|(n, _)| n).collect();
+    fn every_suffix_has_its_own_lua_name() {
+        let names: std::collections::HashMap<String, &str> = lua_names().collect();
         assert_eq!(
             names.len(),
-            suffix::ALL.len(),
-            "two suffixes share a Lua name"
+            suffix::ALL.len() + 1,
+            "two names share a Lua name"
         );
-        assert!(lua.contains("local P = KEYS[1]\n"));
-        assert!(lua.contains("local CONSUMER_GROUP = 'workers'\n"));
+        assert_eq!(names["K_RUN"], "run:");
+        assert_eq!(names["K_INFLIGHT"], "inflight");
+        assert_eq!(names["CONSUMER_GROUP"], "workers");
     }
 }

@@ -10,4 +10,4 @@
 --          the job's marker if this run holds it); cancel (run -> reason, for a held run)
 -- Reply:   "cancelled" (at once), "cancelling" (its executor was asked), "final:<status>"
 --          (it had already ended), or "" (no such run).
-return cancel_run(ARGV[1], ARGV[2], ARGV[3], 'cancelled on request', now_ms())
+return cancel_run(P, ARGV[1], ARGV[2], ARGV[3], 'cancelled on request', now_ms())

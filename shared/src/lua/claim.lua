@@ -49,7 +49,11 @@ local function mark_lost(id)
       redis.call('HSET', rk, F_STATUS, 'lost', F_FINISHED_AT, now,
         F_ERROR, 'stream entry ' .. id .. ' was deleted while pending')
       redis.call('HDEL', rk, F_RETRY_AT)
-      release_inflight(run)
+      -- Its job's in-flight marker, if it holds it (a run id starts with its job id).
+      local job = string.match(run, '^[^-]+')
+      if redis.call('HGET', P .. K_INFLIGHT, job) == run then
+        redis.call('HDEL', P .. K_INFLIGHT, job)
+      end
     end
   end
   lost = lost + 1

@@ -109,7 +109,7 @@ while i <= #ARGV do
         local current = false
         if policy ~= 'a' then
           current = fired_now[id] or redis.call('HGET', P .. K_INFLIGHT, id)
-          if current and not run_active(current) then current = false end
+          if current and not run_active(P, current) then current = false end
         end
         if skipped then
           record(rk, version, 'skipped', 'misfire: the tick was missed by more than the threshold')
@@ -117,7 +117,7 @@ while i <= #ARGV do
           record(rk, version, 'skipped', 'forbid: run ' .. current .. ' was still in flight')
         else
           if current then
-            cancel_run(group, current, channel, 'replaced by run ' .. run, now)
+            cancel_run(P, group, current, channel, 'replaced by run ' .. run, now)
           end
           local e = redis.call('XADD', stream, '*', E_RUN, run, E_VERSION, version)
           redis.call('HSET', rk, F_STATUS, 'queued', F_ENTRY, e, F_VERSION, version,

@@ -1,8 +1,8 @@
--- Shared prelude, prepended to every script. Before it come the rendered declarations:
--- CLOCK_OFFSET_MS (0 unless a test process set DOTJOB_TEST_CLOCK_OFFSET_MS); P, the group
--- prefix (KEYS[1]), the key suffixes K_<NAME> and CONSUMER_GROUP (keys.rs); the field names
--- F_<NAME> (run records), E_<NAME> (stream entries), D_<NAME> (dead letters)
--- (scripts/fields.rs); EVENT_CANCEL (events.rs).
+-- Shared prelude, prepended to every script after `local CLOCK_OFFSET_MS = <n>` (0 unless a
+-- test process set DOTJOB_TEST_CLOCK_OFFSET_MS) and `local P = KEYS[1]` (the group prefix).
+-- Shared names are written in place by the loader (scripts/mod.rs): key suffixes K_<NAME>
+-- and CONSUMER_GROUP (keys.rs), field names F_<NAME> (run records), E_<NAME> (stream
+-- entries) and D_<NAME> (dead letters) (scripts/fields.rs), and EVENT_CANCEL (events.rs).
 
 -- The Redis clock in milliseconds: every due decision is made on it (invariant 1).
 local function now_ms()
@@ -10,34 +10,25 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + CLOCK_OFFSET_MS
 end
 
--- The job a run belongs to: a run id starts with its job id, which contains no '-'.
-local function job_of_run(run)
-  return string.match(run, '^[^-]+')
-end
+-- The helpers take the group prefix as an argument: a function capturing a local (P) as an
+-- upvalue costs time on every script call.
 
 -- Whether a run still holds its job (queued, running, or waiting for a retry).
-local function run_active(run)
+local function run_active(P, run)
   local f = redis.call('HMGET', P .. K_RUN .. run, F_STATUS, F_RETRY_AT)
   local st = f[1]
   return st == 'queued' or st == 'running' or ((st == 'failed' or st == 'timed_out') and f[2] ~= false)
 end
 
--- Releases the in-flight marker of the run's job (concurrency policies) if this run holds it.
-local function release_inflight(run)
-  local job = job_of_run(run)
-  if job and redis.call('HGET', P .. K_INFLIGHT, job) == run then
-    redis.call('HDEL', P .. K_INFLIGHT, job)
-  end
-end
-
 -- Cancels a run. One that has not started is cancelled at once: its entry is deleted if no
 -- worker has read it yet, or acknowledged if it is waiting for a retry, and its job's
--- in-flight marker is released. A run a worker holds is listed in the `cancel` hash
+-- in-flight marker is released if it holds it (a run id starts with its job id, which
+-- contains no '-'). A run a worker holds is listed in the `cancel` hash
 -- (run -> reason) and its executor told on `channel`; executors also poll that hash on
 -- heartbeats (the completion then releases the marker).
 -- Returns "cancelled", "cancelling", "final:<status>" when it had already ended, or "" when
 -- it does not exist.
-local function cancel_run(group, run, channel, reason, now)
+local function cancel_run(P, group, run, channel, reason, now)
   local rk = P .. K_RUN .. run
   local f = redis.call('HMGET', rk, F_STATUS, F_RETRY_AT, F_ENTRY)
   local st, entry = f[1], f[3]
@@ -59,7 +50,10 @@ local function cancel_run(group, run, channel, reason, now)
       end
     end
     redis.call('HDEL', P .. K_ACTIVE, run)
-    release_inflight(run)
+    local job = string.match(run, '^[^-]+')
+    if redis.call('HGET', P .. K_INFLIGHT, job) == run then
+      redis.call('HDEL', P .. K_INFLIGHT, job)
+    end
     return 'cancelled'
   elseif st == 'queued' or st == 'running' then
     redis.call('HSET', P .. K_CANCEL, run, reason)

@@ -41,9 +41,9 @@ if count > 1 and policy ~= 'allow' then
   return redis.error_reply('BULK bulk triggers need concurrency `allow`')
 end
 local current = policy ~= 'allow' and redis.call('HGET', P .. K_INFLIGHT, id)
-if current and run_active(current) then
+if current and run_active(P, current) then
   if policy == 'forbid' then return redis.error_reply('INFLIGHT ' .. current) end
-  cancel_run(group, current, ARGV[6], 'replaced by a manual run', now)
+  cancel_run(P, group, current, ARGV[6], 'replaced by a manual run', now)
 end
 local last = redis.call('INCRBY', P .. K_SEQ, count)
 local stream = P .. K_STREAM

@@ -3,15 +3,21 @@
 //!
 //! Each script lives in `lua/<name>.lua` (its header lists its KEYS and ARGV, what it reads
 //! and writes, and its reply) and is loaded once and invoked by SHA (redis-rs loads it on
-//! `NOSCRIPT`). Every script is prefixed with rendered declarations — the test clock offset,
-//! the key names of [`crate::keys::lua_prelude`], the field names of [`fields`] — and with
-//! `lua/prelude.lua` (the Redis clock and shared helpers). Every script takes the group
-//! prefix as `KEYS[1]` and touches only keys of that group, so a script stays within one
-//! Redis Cluster slot.
+//! `NOSCRIPT`). Every script is prefixed with the test clock offset, `local P = KEYS[1]` (the
+//! group prefix) and `lua/prelude.lua` (the Redis clock and shared helpers). Every script
+//! takes the group prefix as `KEYS[1]` and touches only keys of that group, so a script
+//! stays within one Redis Cluster slot.
+//!
+//! Scripts spell no key suffix, field name or other shared name: they use the names of
+//! [`crate::keys::lua_names`] (`K_RUN`, `CONSUMER_GROUP`), [`fields`] (`F_STATUS`, ...) and
+//! `EVENT_CANCEL`, which the loader replaces with their values as Lua string literals when
+//! it builds the script. Literals, not Lua locals: a helper function capturing a dozen
+//! locals as upvalues costs microseconds on every call, a literal nothing.
 //!
 //! The wrapper modules own the encoding of their script's arguments and the decoding of its
 //! reply; their pure parts are unit-tested without Redis.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use redis::{Script, ScriptInvocation, ToRedisArgs};
@@ -63,15 +69,48 @@ pub fn clock_offset_ms() -> i64 {
 
 const PRELUDE: &str = include_str!("../lua/prelude.lua");
 
-/// The full source of a script: the rendered declarations, the prelude, then `body`.
+/// The shared names the scripts use, with their values.
+fn lua_names() -> HashMap<String, &'static str> {
+    crate::keys::lua_names()
+        .chain(fields::all())
+        .chain([("EVENT_CANCEL".to_owned(), crate::events::CANCEL_KIND)])
+        .collect()
+}
+
+/// The full source of a script: the clock offset, `P`, the prelude, then `body`, with every
+/// shared name replaced by its value.
 fn source(body: &str) -> String {
-    format!(
-        "local CLOCK_OFFSET_MS = {}\n{}{}{}{PRELUDE}{body}",
-        clock_offset_ms(),
-        crate::keys::lua_prelude(),
-        fields::lua_prelude(),
-        crate::events::lua_prelude(),
-    )
+    let text = format!(
+        "local CLOCK_OFFSET_MS = {}\nlocal P = KEYS[1]\n{PRELUDE}{body}",
+        clock_offset_ms()
+    );
+    expand(&text, &lua_names())
+}
+
+/// Writes `lua` with every identifier found in `names` replaced by its value as a quoted
+/// Lua string (values are plain names: no quote or backslash).
+fn expand(lua: &str, names: &HashMap<String, &str>) -> String {
+    let mut out = String::with_capacity(lua.len() + lua.len() / 8);
+    let mut rest = lua;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        match names.get(word) {
+            Some(value) => {
+                out.push('\'');
+                out.push_str(value);
+                out.push('\'');
+            }
+            None => out.push_str(word),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 macro_rules! scripts {
@@ -254,20 +293,46 @@ mod tests {
     }
 
     #[test]
-    fn every_script_starts_with_its_declarations_and_has_a_header() {
-        let src = source("return 1\n");
-        let prelude_at = src.find(PRELUDE).unwrap();
-        for decl in ["local P = KEYS[1]", "local K_RUN = ", "local F_STATUS = "] {
-            assert!(src.find(decl).unwrap() < prelude_at, "{decl}");
+    fn names_expand_as_whole_words_into_literals() {
+        let names: HashMap<String, &str> = [("K_RUN".to_owned(), "run:")].into();
+        assert_eq!(
+            expand(
+                "local rk = P .. K_RUN .. id -- K_RUNS xK_RUN K_RUN1",
+                &names
+            ),
+            "local rk = P .. 'run:' .. id -- K_RUNS xK_RUN K_RUN1"
+        );
+        assert_eq!(expand("é K_RUN", &names), "é 'run:'");
+        for (name, value) in lua_names() {
+            assert!(!value.contains(['\'', '\\']), "{name}");
         }
-        assert!(src.contains("local EVENT_CANCEL = 'cancel'\n"));
-        for (file, text) in lua_files().into_iter().skip(1) {
-            let header: Vec<&str> = text.lines().take_while(|l| l.starts_with("--")).collect();
-            let header = header.join("\n");
-            for part in ["KEYS[1]", "Reads:", "Writes:", "Reply:"] {
-                assert!(header.contains(part), "{file}: header without {part}");
+    }
+
+    #[test]
+    fn every_script_names_only_known_shared_names_and_has_a_header() {
+        let names = lua_names();
+        for (file, text) in lua_files() {
+            let src = source(text);
+            assert!(src.starts_with("local CLOCK_OFFSET_MS = "));
+            assert!(src.contains("\nlocal P = KEYS[1]\n"));
+            // A name left unexpanded would be an undefined global at run time.
+            for word in src.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                let shared = (word.len() > 2
+                    && ["K_", "F_", "E_", "D_"].iter().any(|p| word.starts_with(p)))
+                    || word == "CONSUMER_GROUP"
+                    || word == "EVENT_CANCEL";
+                assert!(!shared, "{file}: unknown shared name {word}");
+            }
+            if file != "prelude.lua" {
+                let header: Vec<&str> = text.lines().take_while(|l| l.starts_with("--")).collect();
+                let header = header.join("\n");
+                for part in ["KEYS[1]", "Reads:", "Writes:", "Reply:"] {
+                    assert!(header.contains(part), "{file}: header without {part}");
+                }
             }
         }
+        assert!(names.contains_key("K_CANCEL") && names.contains_key("F_RETRY_AT"));
+        assert!(source("return P .. K_CANCEL").ends_with("return P .. 'cancel'"));
     }
 
     #[test]
