@@ -11,6 +11,7 @@ mod audit;
 mod common;
 mod faults;
 mod ha;
+mod inflight;
 mod reliability;
 mod routing;
 mod security;
