@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use crate::client::ApiError;
+use serde_json::Value;
 
 /// How `dotjob` ends; the codes are documented in `--help` and the README.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +88,74 @@ pub fn exit_code(e: &anyhow::Error) -> Exit {
     Exit::Failed
 }
 
+/// An error answer of the API.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.line())]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Machine-readable code (`invalid`, `not_found`, …).
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The offending field or parameter.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error answer.
+    pub fn new(status: u16, code: &str, message: &str, field: Option<&str>) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+            field: field.map(str::to_owned),
+        }
+    }
+
+    fn line(&self) -> String {
+        match &self.field {
+            Some(f) => format!("{} (field: {f})", self.message),
+            None => self.message.clone(),
+        }
+    }
+
+    /// The exit code this answer means.
+    pub fn exit(&self) -> Exit {
+        match self.status {
+            401 | 403 => Exit::Auth,
+            404 => Exit::NotFound,
+            409 => Exit::Failed,
+            400..=499 => Exit::Usage,
+            _ => Exit::Server,
+        }
+    }
+
+    /// Reads an error answer's body; anything that is not our error shape is described by
+    /// its status and the start of its text.
+    pub(crate) fn from_body(status: u16, text: &str) -> Self {
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let e = &v["error"];
+        match e["message"].as_str() {
+            Some(message) => Self::new(
+                status,
+                e["code"].as_str().unwrap_or("error"),
+                message,
+                e["field"].as_str(),
+            ),
+            None => {
+                let snippet: String = text.trim().chars().take(200).collect();
+                let message = if snippet.is_empty() {
+                    format!("the server answered HTTP {status}")
+                } else {
+                    format!("the server answered HTTP {status}: {snippet}")
+                };
+                Self::new(status, "http", &message, None)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use anyhow::Context;
@@ -103,5 +171,22 @@ mod tests {
         let e = api.context("listing jobs").unwrap_err();
         assert_eq!(exit_code(&e), Exit::Auth);
         assert_eq!(exit_code(&anyhow::anyhow!("other")), Exit::Failed);
+    }
+
+    #[test]
+    fn error_answers_become_one_line() {
+        let body = r#"{"error":{"code":"invalid","message":"bad cron","field":"schedule"}}"#;
+        let e = ApiError::from_body(400, body);
+        assert_eq!(e.to_string(), "bad cron (field: schedule)");
+        assert_eq!(e.exit(), Exit::Usage);
+        let e = ApiError::from_body(502, "<html>Bad Gateway</html>");
+        assert_eq!(
+            e.to_string(),
+            "the server answered HTTP 502: <html>Bad Gateway</html>"
+        );
+        assert_eq!(e.exit(), Exit::Server);
+        assert_eq!(ApiError::from_body(403, "").exit(), Exit::Auth);
+        assert_eq!(ApiError::from_body(404, "").exit(), Exit::NotFound);
+        assert_eq!(ApiError::from_body(409, "").exit(), Exit::Failed);
     }
 }

@@ -9,7 +9,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::plan::{Plan, normalise};
-use crate::client::{ApiError, Client};
+use crate::client::Client;
+use crate::error::ApiError;
 use crate::error::Failure;
 
 /// A schedule that always fires, used to check a time zone sent without a schedule.
