@@ -1,13 +1,13 @@
 //! The scheduling loop: one task per group fires the group's due ticks on the Redis clock.
 //!
-//! Each round ([`firing`]) asks `due.lua` for the jobs whose score (next fire instant) is
+//! Each round (`firing`) asks `due.lua` for the jobs whose score (next fire instant) is
 //! due, plans the ticks in Rust (cron, time zones, misfire rules: [`crate::plan`]) and fires
 //! them with `fire.lua`, which checks each job's expected score, appends the runs and moves
 //! the score atomically — so however many replicas fire at once, a tick is enqueued at most
 //! once. The loop then sleeps until the earliest score (measured from the Redis reply, not
 //! the host clock), or until a job change wakes it.
 //!
-//! Definitions are cached by (id, version), bounded ([`views`]): `due.lua` returns each due
+//! Definitions are cached by (id, version), bounded (`views`): `due.lua` returns each due
 //! job's version so a stale cache entry is never used, and the scheduler never loads every
 //! job.
 //!
