@@ -75,7 +75,7 @@ function detail(main, ctx, group) {
     key: (d) => d.entry,
     columns: [
       { label: 'Failed', value: (d) => `${fmtTime(d.failed_at)} · ${rel(d.failed_at)}` },
-      { label: 'Run', value: (d) => cell(d.run, () => h('a', { href: `/runs/${enc(d.run)}`, title: d.run }, shortId(d.run, 18))) },
+      { label: 'Run', value: (d) => cell(d.run, () => h('a', { href: `/runs/${enc(d.run)}`, title: d.run }, d.run.startsWith(`${d.job}-`) ? `…${d.run.slice(d.job.length)}` : shortId(d.run, 18))) },
       { label: 'Job', cls: 'opt', value: (d) => cell(d.job, () => h('a', { href: `/jobs/${enc(d.job)}`, title: d.job }, shortId(d.job))) },
       { label: 'Attempts', cls: 'num', value: (d) => d.attempts },
       { label: 'Error', value: (d) => d.error },

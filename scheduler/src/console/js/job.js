@@ -81,7 +81,7 @@ export function mount(main, ctx) {
     h('div', { class: 'grid2' },
       h('section', { class: 'card' }, h('h2', {}, 'Upcoming'), upNote, upcoming),
       h('section', { class: 'card' }, h('h2', {}, 'Recent runs'), runs.el, h('p', {}, h('a', { href: `/runs${qs({ job: id })}` }, 'All runs of this job →')))),
-    h('h2', { class: 'pad' }, 'Definition'), formBox,
+    h('h2', { class: 'section' }, 'Definition'), formBox,
   );
 
   let job = null;

@@ -180,7 +180,7 @@ document.addEventListener('visibilitychange', () => { if (!document.hidden) refr
 document.getElementById('pause').addEventListener('click', (ev) => {
   paused = !paused;
   ev.currentTarget.setAttribute('aria-pressed', String(paused));
-  ev.currentTarget.textContent = paused ? 'Resume' : 'Pause';
+  ev.currentTarget.textContent = paused ? 'Resume updates' : 'Pause updates';
   showConn();
   if (!paused) refreshNow();
 });

@@ -82,7 +82,7 @@ export function mount(main) {
   main.append(
     h('div', { class: 'pagehead' }, h('h1', {}, 'Overview'), h('div', { class: 'actions' }, h('a', { class: 'button w', href: '/jobs/new' }, 'New job'))),
     empty, cards,
-    h('h2', { class: 'pad' }, 'Scheduler replicas'), replicas.el, generated,
+    h('h2', { class: 'section' }, 'Scheduler replicas'), replicas.el, generated,
   );
   const byGroup = new Map();
   return {

@@ -54,16 +54,22 @@ export function mount(main, ctx) {
   let dead = false;
   let key = '';
   let logStarted = false;
+  let jobName = '';
   const abort = new AbortController();
 
   function append(line) {
     log.append(`${line}\n`);
     if (follow.checked) log.scrollTop = log.scrollHeight;
+    // The first line says the run started: show its status without waiting for the tick.
+    if (run && run.status === 'queued') ctx.refreshNow();
   }
 
   async function startLog(r) {
     logStarted = true;
-    const onEnd = (d) => setText(logState, `Complete: the run ended ${d.status}.`);
+    const onEnd = (d) => {
+      setText(logState, `Complete: the run ended ${d.status}.`);
+      ctx.refreshNow();
+    };
     const onError = (e) => setText(logState, `Log unavailable: ${e.message}`);
     if (isComplete(r)) {
       try {
@@ -89,7 +95,7 @@ export function mount(main, ctx) {
     key = k;
     status.replaceChildren(badge(r.status));
     cancelBtn.hidden = isComplete(r);
-    jobLink.replaceChildren('Job ', h('a', { href: `/jobs/${enc(r.job_id)}` }, r.job_id), ` · group `, h('a', { href: `/groups/${enc(r.group)}` }, r.group), ` · job version ${r.job_version}`);
+    jobLink.replaceChildren('Job ', h('a', { href: `/jobs/${enc(r.job_id)}`, title: r.job_id }, jobName || r.job_id), ` · group `, h('a', { href: `/groups/${enc(r.group)}` }, r.group), ` · job version ${r.job_version}`);
     details.replaceChildren(kv([
       ['Status', badge(r.status)],
       ['Trigger', r.trigger],
@@ -108,11 +114,11 @@ export function mount(main, ctx) {
       ['Fired by', r.fired_by],
       ['Stream entry', r.entry],
     ]));
-    extra.replaceChildren(
+    extra.replaceChildren(...[
       r.error ? h('div', {}, h('h3', {}, 'Error'), h('pre', { class: 'err' }, r.error)) : null,
       r.params !== undefined ? h('div', {}, h('h3', {}, 'Params override'), h('pre', { class: 'json' }, json(r.params))) : null,
       r.result !== null && r.result !== undefined ? h('div', {}, h('h3', {}, 'Result'), h('pre', { class: 'json' }, json(r.result))) : null,
-    );
+    ].filter(Boolean));
     const current = { attempt: r.attempt, status: r.status, started_at: r.started_at, finished_at: r.finished_at, duration_ms: r.duration_ms, worker: r.worker, code: r.code, error: r.error };
     const items = r.attempts.map((a) => attemptItem(a, false));
     if (r.attempt > 0 || r.started_at || !r.attempts.length) items.push(attemptItem(current, true));
@@ -120,7 +126,7 @@ export function mount(main, ctx) {
   }
 
   cancelBtn.addEventListener('click', async () => {
-    if (!await confirmDialog(`Cancel run ${id}? A running handler is told to stop.`, 'Cancel run', true)) return;
+    if (!await confirmDialog(`Cancel run ${id}? A running handler is told to stop.`, 'Stop the run', true)) return;
     try {
       const r = await api('POST', `/runs/${enc(id)}/cancel`);
       notify('ok', r.status === 'cancelled' ? 'Run cancelled.' : 'Cancel requested: the executor is stopping the handler.');
@@ -144,7 +150,10 @@ export function mount(main, ctx) {
         throw e;
       }
       show(r);
-      if (!logStarted) startLog(r);
+      if (!logStarted) {
+        startLog(r);
+        get(`/jobs/${enc(r.job_id)}`).then((j) => { jobName = j.name; key = ''; show(run); }).catch(() => {});
+      }
       markReady(main);
       return true;
     },
