@@ -54,8 +54,6 @@ pub struct JobTable {
     pub next_cursor: Option<String>,
     /// Jobs matching the filters.
     pub total: u64,
-    /// False when over 50 000 jobs were in scope and `total` counts the first 50 000.
-    pub total_exact: bool,
 }
 
 /// Runs whose tick falls in one minute.
@@ -73,11 +71,9 @@ pub struct Minute {
 pub struct RunWindow {
     #[schema(format = DateTime)]
     pub from: String,
-    /// Runs whose tick is in the window (exact).
-    pub runs_in_window: u64,
-    /// Runs the figures come from (the newest, at most 500).
+    /// Runs the figures come from (the newest of the window, at most 500).
     pub sampled: u64,
-    /// Whether the sample is every run of the window.
+    /// Whether they are every run of the window.
     pub complete: bool,
     /// 60 minutes, oldest first.
     pub minutes: Vec<Minute>,

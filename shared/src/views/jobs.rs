@@ -2,13 +2,14 @@
 //! filtered by group, name, enabled and last run status, with the total count of matches.
 //!
 //! Without a name, enabled or status filter the total is the index's cardinality and a
-//! page reads only its own jobs. With one, the jobs in scope are checked in pipelined
-//! chunks reading only the fields the filter needs (name, enabled, the newest run's
-//! status), at most [`SCAN_MAX`] of them; `total_exact` says whether the count covers
-//! them all.
+//! page reads only its own jobs. With one, a read-only script (`scan_jobs.lua`) checks the
+//! jobs in scope inside Redis, [`super::JOBS_PER_CALL`] per call, reading only what the
+//! filters need (name, enabled, the newest run's status); only the count and the page's
+//! ids cross the wire.
 
 use std::collections::HashMap;
 
+use redis::AsyncCommands;
 use serde::Serialize;
 
 use crate::conn::{Conn, Redis};
@@ -19,12 +20,7 @@ use crate::model::run::{Run, RunStatus};
 use crate::store::PAGE_MAX;
 use crate::time::opt_ms_rfc3339;
 
-use super::{JobRef, check_group, hgetall_many, jobs_in_scope};
-
-/// Most jobs one filtered request checks.
-pub const SCAN_MAX: usize = 50_000;
-/// Jobs checked per pipeline.
-const CHUNK: usize = 1_000;
+use super::{JOBS_PER_CALL, JobRef, SCAN_JOBS, check_group, hgetall_many};
 
 /// The status of a job's newest run, or that it never ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,8 +90,6 @@ pub struct JobRows {
     pub next_cursor: Option<String>,
     /// Jobs matching the filters.
     pub total: u64,
-    /// False when more than [`SCAN_MAX`] jobs were in scope and `total` counts the first.
-    pub total_exact: bool,
 }
 
 /// One page of the job table after `cursor` (a job id).
@@ -113,32 +107,16 @@ pub async fn list_job_rows(
     let mut c = redis.conn().await?;
     let needle = q.name.as_deref().map(str::to_lowercase);
     let filtered = needle.is_some() || q.enabled.is_some() || q.last_status.is_some();
-    let (page, more, total, total_exact) = if filtered {
-        let mut jobs = jobs_in_scope(&mut c, keys, q.group.as_deref(), None).await?;
-        jobs.sort_by(|a, b| a.id.cmp(&b.id));
-        let total_exact = jobs.len() <= SCAN_MAX;
-        jobs.truncate(SCAN_MAX);
-        let mut page = Vec::with_capacity(limit);
-        let mut more = false;
-        let mut total = 0u64;
-        for chunk in jobs.chunks(CHUNK) {
-            let keep = matches(&mut c, keys, chunk, q, needle.as_deref()).await?;
-            for (job, ok) in chunk.iter().zip(keep) {
-                if !ok {
-                    continue;
-                }
-                total += 1;
-                if cursor.is_some_and(|cur| job.id.as_str() <= cur) {
-                    continue;
-                }
-                if page.len() < limit {
-                    page.push(job.clone());
-                } else {
-                    more = true;
-                }
-            }
-        }
-        (page, more, total, total_exact)
+    let (page, more, total) = if filtered {
+        filtered_page(
+            &mut c,
+            keys,
+            q,
+            needle.as_deref().unwrap_or(""),
+            cursor,
+            limit,
+        )
+        .await?
     } else {
         unfiltered_page(&mut c, keys, q.group.as_deref(), cursor, limit).await?
     };
@@ -147,7 +125,6 @@ pub async fn list_job_rows(
         next_cursor: more.then(|| page.last().map(|j| j.id.clone())).flatten(),
         items,
         total,
-        total_exact,
     })
 }
 
@@ -158,7 +135,7 @@ async fn unfiltered_page(
     group: Option<&str>,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<(Vec<JobRef>, bool, u64, bool)> {
+) -> Result<(Vec<JobRef>, bool, u64)> {
     if let Some(g) = group {
         check_group(c, keys, g).await?;
     }
@@ -199,79 +176,74 @@ async fn unfiltered_page(
             })
         })
         .collect();
-    Ok((page, more, total, true))
+    Ok((page, more, total))
 }
 
-/// Which jobs of `chunk` pass the filters, reading only the fields they need.
-async fn matches(
+/// A page of the jobs matching name, enabled and last-status filters after `cursor`, with
+/// their total, checked inside Redis group by group.
+async fn filtered_page(
     c: &mut Conn,
     keys: &Keys,
-    chunk: &[JobRef],
     q: &JobQuery,
-    needle: Option<&str>,
-) -> Result<Vec<bool>> {
-    let mut pipe = redis::pipe();
-    for j in chunk {
-        pipe.cmd("HMGET")
-            .arg(keys.job(&j.group, &j.id))
-            .arg("name")
-            .arg("enabled");
-    }
-    let fields: Vec<(Option<String>, Option<String>)> = pipe.query_async(c).await?;
-    let mut keep: Vec<bool> = fields
-        .iter()
-        .map(|(name, enabled)| {
-            name.as_ref().is_some_and(|n| {
-                needle.is_none_or(|w| n.to_lowercase().contains(w))
-                    && q.enabled
-                        .is_none_or(|e| (enabled.as_deref() == Some("true")) == e)
-            })
-        })
-        .collect();
-    let Some(want) = q.last_status else {
-        return Ok(keep);
+    needle: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<JobRef>, bool, u64)> {
+    let groups: Vec<String> = match &q.group {
+        Some(g) => {
+            check_group(c, keys, g).await?;
+            vec![g.clone()]
+        }
+        None => {
+            let mut all: Vec<String> = c.smembers(keys.groups()).await?;
+            all.sort();
+            all
+        }
     };
-    let candidates: Vec<&JobRef> = chunk
-        .iter()
-        .zip(&keep)
-        .filter_map(|(j, k)| k.then_some(j))
-        .collect();
-    let statuses = last_statuses(c, keys, &candidates).await?;
-    let mut it = statuses.into_iter();
-    for k in keep.iter_mut().filter(|k| **k) {
-        let status = it.next().flatten();
-        *k = match want {
-            LastStatus::Never => status.is_none(),
-            LastStatus::Is(s) => status == Some(s),
-        };
+    let enabled = q.enabled.map_or("", |e| if e { "true" } else { "false" });
+    let last = match q.last_status {
+        None => "",
+        Some(LastStatus::Never) => "none",
+        Some(LastStatus::Is(s)) => s.as_str(),
+    };
+    let want = limit + 1;
+    let mut page = Vec::new();
+    let mut total = 0u64;
+    for g in groups {
+        let mut start = String::new();
+        let mut got = 0;
+        loop {
+            let reply: Vec<String> = SCAN_JOBS
+                .key(keys.group_prefix(&g))
+                .arg(&start)
+                .arg(JOBS_PER_CALL)
+                .arg(needle)
+                .arg(enabled)
+                .arg(last)
+                .arg(cursor.unwrap_or(""))
+                .arg(want - got)
+                .invoke_async(c)
+                .await?;
+            let mut it = reply.into_iter();
+            let next = it.next().unwrap_or_default();
+            total += it.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            for id in it {
+                got += 1;
+                page.push(JobRef {
+                    group: g.clone(),
+                    id,
+                });
+            }
+            if next.is_empty() {
+                break;
+            }
+            start = next;
+        }
     }
-    Ok(keep)
-}
-
-/// Status of each job's newest run (`None`: it has none).
-async fn last_statuses(
-    c: &mut Conn,
-    keys: &Keys,
-    jobs: &[&JobRef],
-) -> Result<Vec<Option<RunStatus>>> {
-    if jobs.is_empty() {
-        return Ok(vec![]);
-    }
-    let mut pipe = redis::pipe();
-    for j in jobs {
-        pipe.zrange(keys.job_runs(&j.group, &j.id), -1, -1);
-    }
-    let newest: Vec<Vec<String>> = pipe.query_async(c).await?;
-    let mut pipe = redis::pipe();
-    for (j, runs) in jobs.iter().zip(&newest) {
-        let run = runs.first().map_or("", String::as_str);
-        pipe.hget(keys.run(&j.group, run), "status");
-    }
-    let statuses: Vec<Option<String>> = pipe.query_async(c).await?;
-    Ok(statuses
-        .into_iter()
-        .map(|s| s.as_deref().and_then(RunStatus::parse))
-        .collect())
+    page.sort_by(|a, b| a.id.cmp(&b.id));
+    let more = page.len() > limit;
+    page.truncate(limit);
+    Ok((page, more, total))
 }
 
 /// The rows of a page: definition, next fire instant, newest run.

@@ -4,11 +4,14 @@
 //!
 //! Nothing here writes, and nothing on the run path pays for these views: they read the
 //! keys the scripts already maintain. A cross-job run listing merges the per-job run
-//! indexes (`runs:<job>`, scored by tick) with [`merge_newest`]: one bounded `ZRANGE` per
-//! job in scope, pipelined, with a score floor that rises as the page fills, so the cost
-//! grows with the number of jobs in scope and the page size, never with the number of
-//! runs. A group-wide run index written by the firing and trigger scripts would make it
-//! grow with the page alone.
+//! indexes (`runs:<job>`, scored by tick) inside Redis with a read-only script
+//! (`newest.lua`, [`newest`]): a bounded `ZRANGE` per job, a score floor that rises as the
+//! answer fills (so most jobs return nothing), a status filter read from the run records
+//! of the candidates only, and only the answer crosses the wire.
+//! The cost grows with the number of jobs in scope, never with the number of runs; each
+//! call scans at most [`JOBS_PER_CALL`] jobs so Redis is never held for long. A
+//! group-wide run index written by the firing and trigger scripts would make it grow with
+//! the page alone.
 
 pub mod jobs;
 pub mod overview;
@@ -16,13 +19,134 @@ pub mod runs;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
-use crate::model::run::job_of_run;
+use crate::model::run::{RunStatus, job_of_run};
+
+/// Jobs one read-only script call scans.
+pub const JOBS_PER_CALL: usize = 2_000;
+
+/// `newest.lua`: the newest runs of a group's jobs.
+static NEWEST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("newest.lua")));
+/// `scan_jobs.lua`: which of a group's jobs match the job table's filters.
+pub(crate) static SCAN_JOBS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scan_jobs.lua")));
+
+/// What a run view covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One job.
+    Job(JobRef),
+    /// Every job of these groups.
+    Groups(Vec<String>),
+}
+
+/// The scope of a view: one job (of `group`, when given), one group, or every group.
+pub async fn scope_of(
+    c: &mut Conn,
+    keys: &Keys,
+    group: Option<&str>,
+    job: Option<&str>,
+) -> Result<Scope> {
+    if job.is_some() {
+        let mut jobs = jobs_in_scope(c, keys, group, job).await?;
+        return Ok(Scope::Job(jobs.remove(0)));
+    }
+    Ok(Scope::Groups(match group {
+        Some(g) => {
+            check_group(c, keys, g).await?;
+            vec![g.to_owned()]
+        }
+        None => {
+            let mut all: Vec<String> = c.smembers(keys.groups()).await?;
+            all.sort();
+            all
+        }
+    }))
+}
+
+/// Which runs a merge considers: ticks in `[from_ms, to_ms]`, of one status, strictly
+/// after `after`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Range<'a> {
+    /// Ticks at or after (ms).
+    pub from_ms: Option<i64>,
+    /// Ticks at or before (ms).
+    pub to_ms: Option<i64>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Continue after this run (newest-first order).
+    pub after: Option<&'a RunCursor>,
+}
+
+/// Run statuses one script call reads at most (it always finishes the job it is on).
+pub const STATUS_READS_PER_CALL: usize = 20_000;
+
+/// The `need` newest runs of `scope` in `range`, newest first; fewer when there are no
+/// more.
+pub async fn newest(
+    c: &mut Conn,
+    keys: &Keys,
+    scope: &Scope,
+    range: &Range<'_>,
+    need: usize,
+) -> Result<Vec<Candidate>> {
+    let Range {
+        from_ms,
+        to_ms,
+        status,
+        after,
+    } = *range;
+    let (groups, only) = match scope {
+        Scope::Job(j) => (std::slice::from_ref(&j.group), j.id.as_str()),
+        Scope::Groups(g) => (g.as_slice(), ""),
+    };
+    let need = need.max(1);
+    let mut best: Vec<Candidate> = Vec::with_capacity(need * 2);
+    for g in groups {
+        let mut start = String::new();
+        loop {
+            let floor = (best.len() >= need).then(|| best[need - 1].score);
+            let reply: Vec<String> = NEWEST
+                .key(keys.group_prefix(g))
+                .arg(need)
+                .arg(from_ms.map_or("-inf".to_owned(), |v| v.to_string()))
+                .arg(to_ms.map_or("+inf".to_owned(), |v| v.to_string()))
+                .arg(after.map_or(String::new(), |a| a.score.to_string()))
+                .arg(after.map_or("", |a| a.run.as_str()))
+                .arg(&start)
+                .arg(JOBS_PER_CALL)
+                .arg(floor.map_or(String::new(), |f| f.to_string()))
+                .arg(status.map_or("", RunStatus::as_str))
+                .arg(STATUS_READS_PER_CALL)
+                .arg(only)
+                .invoke_async(c)
+                .await?;
+            let mut it = reply.into_iter();
+            let next = it.next().unwrap_or_default();
+            while let (Some(score), Some(id)) = (it.next(), it.next()) {
+                best.push(Candidate {
+                    score: score.parse().unwrap_or(0),
+                    id,
+                    group: g.clone(),
+                });
+            }
+            best.sort_by(Candidate::order);
+            best.dedup_by(|a, b| a.id == b.id && a.group == b.group);
+            best.truncate(need);
+            if next.is_empty() {
+                break;
+            }
+            start = next;
+        }
+    }
+    Ok(best)
+}
 
 /// A job in scope of a view: its group and id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,99 +270,6 @@ pub async fn check_group(c: &mut Conn, keys: &Keys, group: &str) -> Result<()> {
     }
 }
 
-/// Jobs whose run indexes one pipeline probes: enough to keep round trips few, few enough
-/// that a first probe (before the floor rises) stays small.
-fn chunk_size(need: usize) -> usize {
-    (50_000 / need.max(1)).clamp(32, 1_000)
-}
-
-/// How a job's probe is bounded above when continuing after `after`.
-fn upper_bound(job: &str, after: Option<&RunCursor>, to_ms: Option<i64>) -> (String, usize) {
-    let to = to_ms.unwrap_or(i64::MAX);
-    let inf = |v: i64| {
-        if v == i64::MAX {
-            "+inf".to_owned()
-        } else {
-            v.to_string()
-        }
-    };
-    match after {
-        Some(cur) if cur.score <= to => {
-            // Runs tied on the cursor's tick are ordered by id, and a run id starts with its
-            // job id (which holds no `-`): a job ordered after the cursor's job had all its
-            // tied runs shown already, one ordered before had none of them shown, and the
-            // cursor's own job needs room to skip its tied runs (shards share a tick).
-            let cursor_job = job_of_run(&cur.run).unwrap_or("");
-            match format!("{job}-").cmp(&format!("{cursor_job}-")) {
-                Ordering::Greater => (format!("({}", cur.score), 0),
-                Ordering::Less => (cur.score.to_string(), 0),
-                Ordering::Equal => (cur.score.to_string(), 1_025),
-            }
-        }
-        _ => (inf(to), 0),
-    }
-}
-
-/// The `need` newest runs (by tick, then id, descending) of `jobs` with a tick in
-/// `[from_ms, to_ms]`, strictly after `after` in that order. Fewer than `need` means there
-/// are no more.
-pub async fn merge_newest(
-    c: &mut Conn,
-    keys: &Keys,
-    jobs: &[JobRef],
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
-    after: Option<&RunCursor>,
-    need: usize,
-) -> Result<Vec<Candidate>> {
-    let need = need.max(1);
-    let mut best: Vec<Candidate> = Vec::with_capacity(need * 2);
-    for chunk in jobs.chunks(chunk_size(need)) {
-        // Once `need` runs are held, only runs at least as new as the last one can enter.
-        let floor = if best.len() >= need {
-            Some(best[need - 1].score)
-        } else {
-            None
-        };
-        let min = match (from_ms, floor) {
-            (Some(a), Some(b)) => a.max(b).to_string(),
-            (Some(a), None) | (None, Some(a)) => a.to_string(),
-            (None, None) => "-inf".to_owned(),
-        };
-        let mut pipe = redis::pipe();
-        for job in chunk {
-            let (max, extra) = upper_bound(&job.id, after, to_ms);
-            pipe.cmd("ZRANGE")
-                .arg(keys.job_runs(&job.group, &job.id))
-                .arg(max)
-                .arg(&min)
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(need + extra)
-                .arg("WITHSCORES");
-        }
-        let rows: Vec<Vec<(String, f64)>> = pipe.query_async(c).await?;
-        for (job, rows) in chunk.iter().zip(rows) {
-            for (id, score) in rows {
-                let score = score as i64;
-                if after.is_some_and(|cur| score == cur.score && id >= cur.run) {
-                    continue;
-                }
-                best.push(Candidate {
-                    score,
-                    id,
-                    group: job.group.clone(),
-                });
-            }
-        }
-        best.sort_by(Candidate::order);
-        best.truncate(need);
-    }
-    Ok(best)
-}
-
 /// Reads one hash per key in a pipeline (empty maps for keys that are gone).
 pub(crate) async fn hgetall_many(
     c: &mut Conn,
@@ -268,25 +299,6 @@ mod tests {
     }
 
     #[test]
-    fn ties_on_the_cursor_tick_are_split_by_job_order() {
-        let cur = RunCursor {
-            score: 500,
-            run: "0bbb-500".to_owned(),
-        };
-        assert_eq!(
-            upper_bound("0ccc", Some(&cur), None),
-            ("(500".to_owned(), 0)
-        );
-        assert_eq!(upper_bound("0aaa", Some(&cur), None), ("500".to_owned(), 0));
-        assert_eq!(upper_bound("0bbb", Some(&cur), None).1, 1_025);
-        // A prefix job id sorts by its `-`, as its run ids do.
-        assert_eq!(upper_bound("0bb", Some(&cur), None).0, "500");
-        assert_eq!(upper_bound("0b", None, Some(9)), ("9".to_owned(), 0));
-        assert_eq!(upper_bound("0b", Some(&cur), Some(100)).0, "100");
-        assert_eq!(upper_bound("0b", None, None).0, "+inf");
-    }
-
-    #[test]
     fn newest_first_breaks_ties_by_id() {
         let c = |score, id: &str| Candidate {
             score,
@@ -299,3 +311,6 @@ mod tests {
         assert_eq!(ids, ["b-2", "a-2", "a-1", "z-0"]);
     }
 }
+
+#[cfg(test)]
+mod redis_tests;

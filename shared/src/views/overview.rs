@@ -4,8 +4,8 @@
 //! whose lease each holds.
 //!
 //! Run figures come from the newest [`SAMPLE`] runs of the group's hour (merged from the
-//! per-job run indexes); `runs_in_window` is the exact count (one `ZCOUNT` per job), and
-//! `complete` says whether the sample is the whole hour.
+//! per-job run indexes inside Redis); `complete` says whether that is every run of the
+//! hour.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +19,7 @@ use crate::model::run::RunStatus;
 use crate::store::Store;
 use crate::time::rfc3339;
 
-use super::{JobRef, jobs_in_scope, merge_newest};
+use super::{Range, Scope, newest};
 
 /// Runs read per group.
 pub const SAMPLE: usize = 500;
@@ -44,11 +44,9 @@ pub struct Minute {
 pub struct RunWindow {
     /// Start of the window.
     pub from: String,
-    /// Runs whose tick is in the window (exact).
-    pub runs_in_window: u64,
-    /// Runs the figures below were computed from (the newest ones).
+    /// Runs the figures below were computed from (the newest of the window).
     pub sampled: u64,
-    /// Whether the sample is every run of the window.
+    /// Whether they are every run of the window (fewer than [`SAMPLE`]).
     pub complete: bool,
     /// One entry per minute, oldest first.
     pub minutes: Vec<Minute>,
@@ -225,7 +223,6 @@ async fn group_overview(c: &mut Conn, keys: &Keys, g: &str, now: i64) -> Result<
         .get("expires")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let job_refs = jobs_in_scope(c, keys, Some(g), None).await?;
     Ok(GroupOverview {
         group: g.to_owned(),
         jobs,
@@ -244,7 +241,7 @@ async fn group_overview(c: &mut Conn, keys: &Keys, g: &str, now: i64) -> Result<
             epoch: lease.get("epoch").and_then(|v| v.parse().ok()).unwrap_or(0),
             owner,
         },
-        runs: run_window(c, keys, &job_refs, now).await?,
+        runs: run_window(c, keys, g, now).await?,
     })
 }
 
@@ -256,22 +253,14 @@ struct Sample {
     retrying: bool,
 }
 
-async fn run_window(c: &mut Conn, keys: &Keys, jobs: &[JobRef], now: i64) -> Result<RunWindow> {
+async fn run_window(c: &mut Conn, keys: &Keys, group: &str, now: i64) -> Result<RunWindow> {
     let start = (now / 60_000 - (MINUTES - 1)) * 60_000;
-    let mut runs_in_window = 0u64;
-    for chunk in jobs.chunks(1_000) {
-        let mut pipe = redis::pipe();
-        for j in chunk {
-            pipe.zcount(keys.job_runs(&j.group, &j.id), start, "+inf");
-        }
-        let counts: Vec<u64> = pipe.query_async(c).await?;
-        runs_in_window += counts.iter().sum::<u64>();
-    }
-    let found = if runs_in_window == 0 {
-        vec![]
-    } else {
-        merge_newest(c, keys, jobs, Some(start), None, None, SAMPLE).await?
+    let range = Range {
+        from_ms: Some(start),
+        ..Range::default()
     };
+    let scope = Scope::Groups(vec![group.to_owned()]);
+    let found = newest(c, keys, &scope, &range, SAMPLE).await?;
     let mut pipe = redis::pipe();
     for r in &found {
         pipe.cmd("HMGET")
@@ -298,10 +287,10 @@ async fn run_window(c: &mut Conn, keys: &Keys, jobs: &[JobRef], now: i64) -> Res
             })
         })
         .collect();
-    Ok(summarise(&samples, start, runs_in_window, found.len()))
+    Ok(summarise(&samples, start, found.len() < SAMPLE))
 }
 
-fn summarise(samples: &[Sample], start: i64, in_window: u64, read: usize) -> RunWindow {
+fn summarise(samples: &[Sample], start: i64, complete: bool) -> RunWindow {
     let mut minutes: Vec<Minute> = (0..MINUTES)
         .map(|i| Minute {
             at: rfc3339(start + i * 60_000),
@@ -338,9 +327,8 @@ fn summarise(samples: &[Sample], start: i64, in_window: u64, read: usize) -> Run
     };
     RunWindow {
         from: rfc3339(start),
-        runs_in_window: in_window,
         sampled: samples.len() as u64,
-        complete: in_window as usize <= read,
+        complete,
         minutes,
         failure_rate: (finished > 0).then(|| failed as f64 / finished as f64),
         duration_p50_ms: pct(0.5),
@@ -369,7 +357,7 @@ mod tests {
             .collect();
         v.push(s(start + 59 * 60_000 + 5, RunStatus::Failed, 1_000));
         v.push(s(start + 61 * 60_000, RunStatus::Queued, 0));
-        let w = summarise(&v, start, 30, 21);
+        let w = summarise(&v, start, false);
         assert_eq!(w.minutes.len(), 60);
         assert_eq!(w.minutes[5].by_status["succeeded"], 19);
         assert_eq!(w.minutes[59].by_status["failed"], 1);
@@ -377,7 +365,7 @@ mod tests {
         assert_eq!(w.failure_rate, Some(0.05));
         assert_eq!(w.duration_p95_ms, Some(190));
         assert_eq!(w.duration_p50_ms, Some(100));
-        assert!(!w.complete, "30 in the window, 21 read");
+        assert!(!w.complete);
         assert!(w.minutes[0].by_status.is_empty());
     }
 
@@ -401,7 +389,7 @@ mod tests {
                 epoch: 0,
                 current: false,
             },
-            runs: summarise(&[], 0, 0, 0),
+            runs: summarise(&[], 0, true),
         };
         assert!(warning(&o).is_none(), "nothing scheduled, nothing queued");
         o.scheduled = 2;

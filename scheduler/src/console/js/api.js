@@ -4,6 +4,7 @@
 // token can be sent), resuming from the last line it saw.
 
 const KEY = 'dotjob.token';
+const ROLE = 'dotjob.role';
 
 /** Who is signed in: the token, its role (`admin` or `read`) and whether the API is open. */
 export const auth = {
@@ -12,9 +13,27 @@ export const auth = {
   open: false,
 };
 
+/** A short fingerprint of the token (FNV-1a), to tell tokens apart without storing one twice. */
+function tag(token) {
+  let x = 0x811c9dc5;
+  for (let i = 0; i < token.length; i += 1) x = Math.imul(x ^ token.charCodeAt(i), 0x01000193) >>> 0;
+  return `${token.length}:${x.toString(16)}`;
+}
+
+/** The role this tab last learned for the current token (`{role, open}`), if any. */
+export function cachedRole() {
+  try {
+    const c = JSON.parse(sessionStorage.getItem(ROLE) || 'null');
+    return c && c.tag === tag(auth.token) ? c : null;
+  } catch {
+    return null;
+  }
+}
+
 export function setToken(token, remember) {
   auth.token = token;
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(ROLE);
   localStorage.removeItem(KEY);
   if (token) (remember ? localStorage : sessionStorage).setItem(KEY, token);
 }
@@ -100,6 +119,7 @@ export async function whoami() {
   const me = await get('/whoami');
   auth.role = me.role;
   auth.open = me.open;
+  sessionStorage.setItem(ROLE, JSON.stringify({ tag: tag(auth.token), role: me.role, open: me.open }));
   return me;
 }
 

@@ -168,7 +168,7 @@ export function mount(main, ctx) {
       table.update(page.items);
       const from = pageIndex * PAGE + 1;
       const to = pageIndex * PAGE + page.items.length;
-      const total = `${page.total.toLocaleString('en')}${page.total_exact ? '' : '+'}`;
+      const total = page.total.toLocaleString('en');
       setText(summary, page.items.length ? `${from}–${to} of ${total} job${page.total === 1 ? '' : 's'}` : `0 of ${total}`);
       prev.disabled = pageIndex === 0;
       next.disabled = !page.next_cursor;

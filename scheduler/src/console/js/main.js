@@ -2,7 +2,7 @@
 // works, links can be shared), the header tools (pause, local/UTC, role, connection) and
 // the refresh loop that asks the current page to update itself in place every 3 s.
 
-import { ApiError, auth, conn, setToken, whoami } from './api.js';
+import { ApiError, auth, cachedRole, conn, setToken, whoami } from './api.js';
 import { h, notify, field, fieldError } from './ui.js';
 import { setTimeMode, timeMode, fmtTime } from './time.js';
 
@@ -142,6 +142,19 @@ function signIn(message) {
 
 async function start() {
   document.getElementById('tz').textContent = timeMode() === 'utc' ? 'UTC' : 'Local';
+  // A role this tab already learned for this token shows the page at once; it is checked
+  // again in the background (a token that stopped working leads to the sign-in form).
+  const known = cachedRole();
+  if (known) {
+    auth.role = known.role;
+    auth.open = known.open;
+    showWho();
+    render(false);
+    whoami().then(() => {
+      if (auth.role !== known.role) { showWho(); render(false); }
+    }).catch((e) => { if (e.status === 401) signIn('Your token is no longer accepted.'); });
+    return;
+  }
   for (;;) {
     try {
       await whoami();

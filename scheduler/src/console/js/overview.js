@@ -53,9 +53,9 @@ function groupCard(name) {
         legendBox.replaceChildren(legend(g.runs.minutes));
       }
       const r = g.runs;
-      setText(note, r.runs_in_window === 0
+      setText(note, r.sampled === 0
         ? 'No runs in the last hour.'
-        : `${r.runs_in_window} runs in the last hour${r.complete ? '' : ` (figures from the newest ${r.sampled})`}; p50 ${dur(r.duration_p50_ms)}.`);
+        : `${r.complete ? r.sampled : `Over ${r.sampled}`} runs in the last hour${r.complete ? '' : ` (figures from the newest ${r.sampled})`}; p50 ${dur(r.duration_p50_ms)}.`);
       setText(lease, g.lease.current ? `Scheduled by ${g.lease.owner} (lease epoch ${g.lease.epoch})` : 'No scheduler holds this group right now.');
     },
   };
