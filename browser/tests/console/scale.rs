@@ -58,6 +58,39 @@ async fn console_finds_a_job_by_name_among_1000() {
         .unwrap();
     b.shot("jobs").await.unwrap();
 
+    // Refreshes update rows in place: a selected, focused row is the same element, still
+    // selected and focused, after the table was refreshed.
+    let before = b
+        .js(
+            "const tr = document.querySelector('[aria-label=Jobs] tbody tr[data-key]');
+             tr.probe = 'kept'; tr.querySelector('input[type=checkbox]').click(); tr.focus();
+             return document.getElementById('live').innerText;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.wait_js(
+        "a refresh",
+        &format!("return document.getElementById('live').innerText !== {before} || null;"),
+    )
+    .await
+    .unwrap();
+    let kept = b
+        .js(
+            "const tr = document.querySelector('[aria-label=Jobs] tbody tr[data-key]');
+             return [tr.probe === 'kept', tr.querySelector('input[type=checkbox]').checked,
+                     document.activeElement === tr, document.querySelector('.bulk').innerText];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        &kept.as_array().unwrap()[..3],
+        &[json!(true), json!(true), json!(true)],
+        "{kept}"
+    );
+    assert!(s(&kept[3]).contains("1 selected"), "{kept}");
+
     b.fill("#job-search", "needle").await.unwrap();
     let rows = b
         .wait_js(

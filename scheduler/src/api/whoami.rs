@@ -63,3 +63,80 @@ pub async fn whoami(Extension(guard): Extension<Arc<Guard>>, headers: HeaderMap)
         open,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use crate::api::auth::Secret;
+    use crate::api::{ApiOptions, AppState, router_with};
+    use crate::engine::{Engine, EngineSettings};
+    use crate::lease::Leases;
+
+    /// A state over a Redis nobody listens on (`/whoami` never reaches Redis).
+    fn state() -> AppState {
+        let cfg = dotjob_shared::config::RedisConfig {
+            url: "redis://127.0.0.1:1".into(),
+            prefix: "unit".into(),
+            timeout: std::time::Duration::from_millis(200),
+        };
+        let redis = dotjob_shared::Redis::new(&cfg).expect("handle");
+        let leases = Arc::new(Leases::new(
+            redis.clone(),
+            "unit".into(),
+            std::time::Duration::from_secs(5),
+        ));
+        AppState {
+            store: dotjob_shared::Store::new(redis.clone()),
+            engine: Engine::new(redis, leases, EngineSettings::default()),
+        }
+    }
+
+    async fn whoami(app: &axum::Router, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::get("/api/v1/whoami");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn each_token_learns_its_role() {
+        let opts = ApiOptions {
+            admin_token: Some(Secret::new("the-admin")),
+            read_token: Some(Secret::new("the-reader")),
+            cors_origins: vec![],
+        };
+        let app = router_with(state(), &opts);
+        let admin = whoami(&app, Some("the-admin")).await;
+        assert_eq!(
+            admin,
+            (StatusCode::OK, json!({"role": "admin", "open": false}))
+        );
+        let read = whoami(&app, Some("the-reader")).await;
+        assert_eq!(
+            read,
+            (StatusCode::OK, json!({"role": "read", "open": false}))
+        );
+        assert_eq!(whoami(&app, None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(whoami(&app, Some("nope")).await.0, StatusCode::UNAUTHORIZED);
+        let open = router_with(state(), &ApiOptions::default());
+        assert_eq!(
+            whoami(&open, None).await,
+            (StatusCode::OK, json!({"role": "admin", "open": true}))
+        );
+    }
+}
