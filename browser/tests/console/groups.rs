@@ -101,5 +101,19 @@ async fn console_disables_an_executor_and_requeues_a_dead_letter() {
     b.wait_text("[aria-label='Dead letters'] tbody", suffix)
         .await
         .unwrap();
+    // A few successes beside the failures, for the overview's picture.
+    let ok = t
+        .job(
+            json!({"name": "heartbeat", "group": GROUP, "handler": "sleep", "params": {"ms": 120}}),
+        )
+        .await;
+    for _ in 0..6 {
+        let r = t.api.trigger(&s(&ok["id"]), None).await;
+        t.api.wait_run_final(&r, Duration::from_secs(30)).await;
+    }
+    b.goto("/").await.unwrap();
+    b.wait_ready().await.unwrap();
+    b.wait_text(".card", "dead letters").await.unwrap();
+    b.shot("overview").await.unwrap();
     t.finish().await;
 }

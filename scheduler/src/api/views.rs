@@ -24,7 +24,7 @@ pub struct JobTableQuery {
     /// Only jobs of this group.
     #[param(example = "default")]
     group: Option<String>,
-    /// Only jobs whose name contains this (case-insensitive).
+    /// Only jobs whose name contains this (ASCII letters case-insensitive).
     name: Option<String>,
     /// Only enabled (`true`) or only paused (`false`) jobs.
     enabled: Option<bool>,

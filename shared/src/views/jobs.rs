@@ -47,7 +47,7 @@ impl LastStatus {
 pub struct JobQuery {
     /// Only this group.
     pub group: Option<String>,
-    /// Name contains this (case-insensitive).
+    /// Name contains this (ASCII letters compared case-insensitively).
     pub name: Option<String>,
     /// Only enabled / only paused jobs.
     pub enabled: Option<bool>,
@@ -105,7 +105,7 @@ pub async fn list_job_rows(
     let keys = redis.keys();
     let limit = limit.clamp(1, PAGE_MAX);
     let mut c = redis.conn().await?;
-    let needle = q.name.as_deref().map(str::to_lowercase);
+    let needle = q.name.as_deref().map(str::to_ascii_lowercase);
     let filtered = needle.is_some() || q.enabled.is_some() || q.last_status.is_some();
     let (page, more, total) = if filtered {
         filtered_page(

@@ -40,7 +40,7 @@ function groupCard(name) {
       setText(s.jobs.b, g.jobs);
       setText(s.scheduled.b, g.scheduled);
       setText(s.depth.b, g.queue_depth ?? '—');
-      setText(s.lag.b, g.lag_ms === null ? '—' : dur(g.lag_ms));
+      setText(s.lag.b, g.lag_ms === null ? (g.queue_depth === 0 ? 'none' : '—') : dur(g.lag_ms));
       setText(s.pending.b, g.pending);
       setText(s.live.b, `${g.live_executors} / ${g.executors}`);
       setText(s.fail.b, pct(g.runs.failure_rate));
