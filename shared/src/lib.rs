@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod scripts;
 pub mod store;
 pub mod time;
+pub mod views;
 
 pub use conn::Redis;
 

@@ -35,10 +35,14 @@ mod logs;
 pub mod openapi;
 mod options;
 mod runs;
+mod runs_all;
 mod schedule;
 pub mod schema;
 mod stats;
 pub mod tokens;
+pub mod view_schema;
+mod views;
+mod whoami;
 
 pub use error::ApiError;
 pub use options::ApiOptions;
@@ -120,6 +124,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(schedule::preview))
         .routes(routes!(audit::list))
         .routes(routes!(openapi::document))
+        .routes(routes!(runs_all::list))
+        .routes(routes!(views::jobs))
+        .routes(routes!(views::overview))
+        .routes(routes!(whoami::whoami))
 }
 
 /// Every route of the app that has state, with its document.
@@ -158,11 +166,13 @@ pub fn router_with(state: AppState, opts: &ApiOptions) -> Router {
         limits::FollowLimits::new(opts.security.follow_max, opts.security.follow_max_per_token);
     let (routes, _) = app_routes().split_for_parts();
     let app = routes
-        .route_layer(middleware::from_fn_with_state(guard, auth::require))
+        .route_layer(middleware::from_fn_with_state(guard.clone(), auth::require))
         .route_layer(middleware::from_fn_with_state(auditor, audit::record))
         .layer(axum::Extension(follow))
+        .layer(axum::Extension(guard))
         .with_state(state)
         .merge(dotjob_worker::telemetry::router(redis))
+        .merge(crate::console::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(panic_answer))
