@@ -21,6 +21,8 @@ COPY scheduler ./scheduler
 COPY worker ./worker
 COPY tests ./tests
 COPY bench ./bench
+COPY cli ./cli
+COPY browser ./browser
 
 # The crate registry and target dir are BuildKit cache mounts, so rebuilds are incremental.
 # A cache mount is not part of the image, so the binaries are copied out in the same step.
