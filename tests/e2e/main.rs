@@ -15,3 +15,4 @@ mod routing;
 mod security;
 mod spine;
 mod validation;
+mod warnings;

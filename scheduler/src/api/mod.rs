@@ -36,6 +36,7 @@ mod runs;
 mod schedule;
 pub mod schema;
 mod stats;
+mod warnings;
 
 pub use error::ApiError;
 pub use options::ApiOptions;
