@@ -8,6 +8,7 @@ mod api_fresh;
 mod api_fuzz;
 mod api_walk;
 mod common;
+mod errors;
 mod faults;
 mod ha;
 mod reliability;

@@ -37,6 +37,7 @@ mod schedule;
 pub mod schema;
 mod stats;
 mod warnings;
+mod wording;
 
 pub use error::ApiError;
 pub use options::ApiOptions;

@@ -11,13 +11,12 @@ use dotjob_shared::model::job::JobView;
 use dotjob_shared::store::Store;
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
 
 /// How long an executor that stopped beating still counts as "recently seen".
 const RECENT_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// A job as answered by a create or an update, with its warnings.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct JobWritten {
     /// The job as stored.
     #[serde(flatten)]
@@ -25,6 +24,53 @@ pub struct JobWritten {
     /// What may not work as expected (e.g. no executor serves the handler); absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// The documented shape: the `Job` object with one more property, merged (not composed) so
+/// a strict reader of the document sees every field in one object.
+mod schema {
+    use std::borrow::Cow;
+
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+    use utoipa::openapi::{AllOfBuilder, RefOr};
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::{JobView, JobWritten};
+
+    fn warnings() -> ArrayBuilder {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "What may not work as expected (e.g. no executor of the group serves the \
+                 handler); absent when none.",
+            ))
+    }
+
+    impl PartialSchema for JobWritten {
+        fn schema() -> RefOr<Schema> {
+            match JobView::schema() {
+                RefOr::T(Schema::Object(mut job)) => {
+                    job.properties
+                        .insert("warnings".to_owned(), warnings().into());
+                    RefOr::T(Schema::Object(job))
+                }
+                other => AllOfBuilder::new()
+                    .item(other)
+                    .item(ObjectBuilder::new().property("warnings", warnings()))
+                    .into(),
+            }
+        }
+    }
+
+    impl ToSchema for JobWritten {
+        fn name() -> Cow<'static, str> {
+            Cow::Borrowed("JobWritten")
+        }
+
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            <JobView as ToSchema>::schemas(schemas);
+        }
+    }
 }
 
 fn handlers_of(e: &ExecutorView) -> impl Iterator<Item = &str> {

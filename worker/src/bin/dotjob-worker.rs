@@ -23,7 +23,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = dotjob_shared::config::parse_or_exit("dotjob-worker");
     telemetry::init_tracing();
     let cfg = match cli.redis.validate() {
         Ok(c) => c,
