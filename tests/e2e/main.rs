@@ -7,6 +7,7 @@ mod api_doc;
 mod api_fresh;
 mod api_fuzz;
 mod api_walk;
+mod attempts;
 mod audit;
 mod common;
 mod errors;
