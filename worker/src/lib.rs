@@ -23,6 +23,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

@@ -3,8 +3,8 @@
 //! Writes go through the typed script calls of [`crate::scripts`] so each is atomic within
 //! its group; every job write bumps the job's version and publishes an [`Event`] after it
 //! is durable. Reads are plain `HGETALL`s, pipelined for pages. The operations are split by
-//! what they touch: job definitions ([`jobs`]), manual enqueues ([`trigger`]) and run
-//! records ([`runs`]).
+//! what they touch: job definitions (`jobs`), manual enqueues (`trigger`) and run
+//! records (`runs`).
 
 use redis::AsyncCommands;
 use serde::Serialize;
