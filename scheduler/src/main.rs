@@ -11,7 +11,10 @@ use dotjob_worker::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut cli: Cli = dotjob_shared::config::parse_or_exit("dotjob-scheduler");
+    let mut cli: Cli = match dotjob_shared::config::parse_args("dotjob-scheduler") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     telemetry::init_tracing();
     if let Err(e) = cli.redis.validate() {
         eprintln!("dotjob-scheduler: {e}");

@@ -97,22 +97,23 @@ impl RedisArgs {
     }
 }
 
-/// Parses a binary's flags and environment; on a bad value prints one line naming what the
+/// Parses a binary's flags and environment. On a bad value prints one line naming what the
 /// user set (the environment variable, or the flag if it was given on the command line) and
-/// exits with code 2. `--help` and `--version` print as usual.
-pub fn parse_or_exit<T: clap::Parser>(bin: &str) -> T {
+/// answers the exit code to return, 2; `--help` and `--version` print as usual and answer 0.
+pub fn parse_args<T: clap::Parser>(bin: &str) -> std::result::Result<T, std::process::ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     match T::try_parse_from(&args) {
-        Ok(t) => t,
+        Ok(t) => Ok(t),
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                e.exit();
+                let _ = e.print();
+                return Err(std::process::ExitCode::SUCCESS);
             }
             let set_in = |env: &str| std::env::var_os(env).is_some();
             let line = one_line(&e, &T::command(), &args, set_in);
             eprintln!("{bin}: {line}");
-            std::process::exit(2);
+            Err(std::process::ExitCode::from(2))
         }
     }
 }

@@ -29,17 +29,11 @@ fn split_position(msg: &str) -> (&str, Option<(&str, &str)>) {
 }
 
 fn rewrite(msg: &str) -> String {
-    if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        if let Some((got, expected)) = rest.split_once(", expected ") {
-            return format!(
-                "must be {}, got {}",
-                expected_words(expected),
-                got_words(got)
-            );
-        }
-    }
-    if let Some(rest) = msg.strip_prefix("invalid value: ") {
-        if let Some((got, expected)) = rest.split_once(", expected ") {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((got, expected)) = msg
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once(", expected "))
+        {
             return format!(
                 "must be {}, got {}",
                 expected_words(expected),

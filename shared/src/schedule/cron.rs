@@ -45,12 +45,12 @@ fn check_bounds(s: &str) -> Result<(), String> {
                 Some((r, st)) => (r, Some(st)),
                 None => (part, None),
             };
-            if let Some(st) = step {
-                if !st.parse::<u32>().is_ok_and(|n| n > 0) {
-                    return Err(format!(
-                        "cron \"{s}\": the step `{st}` in the {name} field must be a whole number above 0"
-                    ));
-                }
+            if let Some(st) = step
+                && !st.parse::<u32>().is_ok_and(|n| n > 0)
+            {
+                return Err(format!(
+                    "cron \"{s}\": the step `{st}` in the {name} field must be a whole number above 0"
+                ));
             }
             for v in range.split('-') {
                 let Ok(n) = v.parse::<u32>() else { continue };

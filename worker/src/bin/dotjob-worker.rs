@@ -23,7 +23,10 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli: Cli = dotjob_shared::config::parse_or_exit("dotjob-worker");
+    let cli: Cli = match dotjob_shared::config::parse_args("dotjob-worker") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     telemetry::init_tracing();
     let cfg = match cli.redis.validate() {
         Ok(c) => c,
