@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use dotjob_scheduler::config::Cli;
 use dotjob_scheduler::local_redis::{self, LocalRedis};
 use dotjob_scheduler::{EngineSettings, Options};
@@ -12,7 +11,10 @@ use dotjob_worker::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let mut cli: Cli = match dotjob_shared::config::parse_args("dotjob-scheduler") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     telemetry::init_tracing();
     if let Err(e) = cli.redis.validate() {
         eprintln!("dotjob-scheduler: {e}");

@@ -96,3 +96,149 @@ impl RedisArgs {
         })
     }
 }
+
+/// Parses a binary's flags and environment. On a bad value prints one line naming what the
+/// user set (the environment variable, or the flag if it was given on the command line) and
+/// answers the exit code to return, 2; `--help` and `--version` print as usual and answer 0.
+pub fn parse_args<T: clap::Parser>(bin: &str) -> std::result::Result<T, std::process::ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match T::try_parse_from(&args) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return Err(std::process::ExitCode::SUCCESS);
+            }
+            let set_in = |env: &str| std::env::var_os(env).is_some();
+            let line = one_line(&e, &T::command(), &args, set_in);
+            eprintln!("{bin}: {line}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// The one-line form of a parse error: `NAME: "value" is not …`, where NAME is the
+/// environment variable when the value came from it (`set_in(var)` and the flag absent from
+/// `args`), else the flag.
+fn one_line(
+    e: &clap::Error,
+    cmd: &clap::Command,
+    args: &[std::ffi::OsString],
+    set_in: impl Fn(&str) -> bool,
+) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let ctx = |k| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => Some(v.join(", ")),
+        _ => None,
+    };
+    let (Some(arg), Some(value)) = (ctx(ContextKind::InvalidArg), ctx(ContextKind::InvalidValue))
+    else {
+        // Not a bad value (e.g. an unknown flag): clap's first line, without its tips.
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid arguments");
+        return first.trim_start_matches("error: ").to_owned();
+    };
+    let long = arg
+        .trim_start_matches("--")
+        .split([' ', '='])
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let found = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long.as_str()));
+    let on_command_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+    });
+    let env = found
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned());
+    let name = match env {
+        Some(env) if !on_command_line && set_in(&env) => env,
+        _ => format!("--{long}"),
+    };
+    let source = std::error::Error::source(e).map(ToString::to_string);
+    let is_duration = std::error::Error::source(e)
+        .is_some_and(|s| s.downcast_ref::<humantime::DurationError>().is_some());
+    let why = if is_duration {
+        "is not a duration like 7d or 12h".to_owned()
+    } else if let Some(possible) = ctx(ContextKind::ValidValue) {
+        format!("is not one of: {possible}")
+    } else {
+        match source {
+            Some(s) if s.contains("invalid digit") || s.contains("empty string") => {
+                "is not a whole number".to_owned()
+            }
+            Some(s) if s.contains(" is not in ") => {
+                let range = s.rsplit(" is not in ").next().unwrap_or("").to_owned();
+                format!("must be in {}", range.replace("..=", " to "))
+            }
+            Some(s) => format!("is not valid: {s}"),
+            None => "is not valid".to_owned(),
+        }
+    };
+    format!("{name}: \"{value}\" {why}")
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use clap::{CommandFactory, Parser};
+    use std::ffi::OsString;
+    use std::time::Duration;
+
+    #[derive(Parser, Debug)]
+    struct Demo {
+        #[arg(long, env = "DEMO_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+        max_age: Duration,
+        #[arg(long, env = "DEMO_LEASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+        lease_ms: u64,
+        #[arg(long, env = "DEMO_MODE", default_value = "auto", value_parser = ["auto", "never"])]
+        mode: String,
+    }
+
+    fn line(args: &[&str]) -> String {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let e = Demo::try_parse_from(&args).expect_err("parse fails");
+        super::one_line(&e, &Demo::command(), &args, |v| v == "DEMO_MAX_AGE")
+    }
+
+    #[test]
+    fn a_bad_value_is_one_line_naming_what_was_set() {
+        let l = line(&["demo", "--max-age", "abc"]);
+        assert_eq!(l, "--max-age: \"abc\" is not a duration like 7d or 12h");
+        assert_eq!(
+            line(&["demo", "--lease-ms", "5"]),
+            "--lease-ms: \"5\" must be in 500 to 600000"
+        );
+        assert_eq!(
+            line(&["demo", "--lease-ms", "x"]),
+            "--lease-ms: \"x\" is not a whole number"
+        );
+        assert_eq!(
+            line(&["demo", "--mode", "sometimes"]),
+            "--mode: \"sometimes\" is not one of: auto, never"
+        );
+        assert!(!line(&["demo", "--nope"]).contains('\n'));
+    }
+
+    #[test]
+    fn a_value_from_the_environment_names_the_variable() {
+        let e = clap::Error::raw(clap::error::ErrorKind::InvalidValue, "x");
+        // Without context clap's own line is kept, on one line.
+        let l = super::one_line(&e, &Demo::command(), &[], |_| true);
+        assert!(!l.contains('\n'), "{l}");
+        // With the variable set and no flag given, the variable is named.
+        let args = vec![OsString::from("demo"), OsString::from("--max-age=abc")];
+        let err = Demo::try_parse_from(&args).expect_err("fails");
+        let from_env = super::one_line(&err, &Demo::command(), &[OsString::from("demo")], |v| {
+            v == "DEMO_MAX_AGE"
+        });
+        assert_eq!(
+            from_env,
+            "DEMO_MAX_AGE: \"abc\" is not a duration like 7d or 12h"
+        );
+    }
+}

@@ -11,7 +11,7 @@
 pub const CONSUMER_GROUP: &str = "workers";
 
 /// Key suffixes under a group prefix. The Lua scripts name each `K_<NAME>` (see
-/// [`lua_names`]).
+/// `lua_names` in this module).
 pub mod suffix {
     /// Hash: one job definition (`job:<id>`).
     pub const JOB: &str = "job:";

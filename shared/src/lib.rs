@@ -3,6 +3,8 @@
 //! Redis connection. The scheduler and the worker are built on this crate; see the design
 //! notes in the README for the invariants these pieces uphold.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -518,6 +518,21 @@ impl Fuzz {
         self.doc
             .check_answer(&op.method, &op.path, status, &body)
             .map_err(|e| format!("{e} (request {} {url})", op.method))?;
+        if status >= 400 {
+            // Errors speak the user's words: no Rust types, serde internals or positions
+            // (unless the request itself sent that text, which a message may quote).
+            let msg = body["error"]["message"].as_str().unwrap_or("");
+            let sent = format!("{url} {g:?}");
+            if let Some(f) = crate::errors::FORBIDDEN
+                .iter()
+                .find(|f| msg.contains(**f) && !sent.contains(**f))
+            {
+                return Err(format!(
+                    "{} {url} → {status}: message {msg:?} leaks {f:?} (request {g:?})",
+                    op.method
+                ));
+            }
+        }
         self.learn(op, status, &body);
         Ok(())
     }

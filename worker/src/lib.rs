@@ -23,6 +23,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use dotjob_shared::model::job::validate_group;
 
 mod cache;
 pub mod config;
+mod declare;
 pub mod handler;
 mod registry;
 mod runner;
@@ -40,12 +43,17 @@ pub mod secrets;
 pub mod stock;
 pub mod telemetry;
 
+pub use declare::JobDef;
 pub use handler::{Handler, HandlerError, HandlerResult, RunContext};
 pub use runner::Settings;
 
 /// A configured worker, ready to run.
 pub struct Worker {
     runner: runner::Runner,
+    /// Jobs declared in code with the handler serving each, upserted at start.
+    declared: Vec<(JobDef, String)>,
+    /// Where the declared jobs are written.
+    store: dotjob_shared::Store,
 }
 
 impl std::fmt::Debug for Worker {
@@ -64,6 +72,8 @@ pub struct WorkerBuilder {
     handlers: HashMap<String, Arc<dyn Handler>>,
     settings: Settings,
     secrets: secrets::SecretSource,
+    /// Jobs declared with `schedule`/`schedule_job`, with their handler's name.
+    declared: Vec<(JobDef, String)>,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -84,6 +94,7 @@ impl Worker {
             handlers: HashMap::new(),
             settings: Settings::default(),
             secrets: secrets::SecretSource::default(),
+            declared: Vec::new(),
         }
     }
 
@@ -94,7 +105,22 @@ impl Worker {
 
     /// Runs until `shutdown` resolves; then stops claiming, lets in-flight runs finish within
     /// the grace period, hands back what did not, and returns.
+    ///
+    /// Jobs declared with [`WorkerBuilder::schedule`] are upserted first; an invalid one
+    /// (e.g. a bad schedule) fails the start, Redis being away only delays nothing else.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let group = self.runner.group().to_owned();
+        for (def, handler) in &self.declared {
+            match declare::upsert(&self.store, &group, def, handler).await {
+                Ok(_) => {}
+                Err(e @ dotjob_shared::Error::Invalid { .. }) => {
+                    anyhow::bail!("declared job `{}`: {e}", def.name())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, job.name = %def.name(), "cannot declare the job now");
+                }
+            }
+        }
         self.runner.run(shutdown).await
     }
 }
@@ -109,6 +135,38 @@ impl WorkerBuilder {
     /// Registers an already shared handler.
     pub fn handler_arc(mut self, name: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
         self.handlers.insert(name.into(), handler);
+        self
+    }
+
+    /// Declares a job `name` on `schedule` served by `handler` (registered under `name`),
+    /// upserted in this worker's group when the worker starts; see [`JobDef`].
+    ///
+    /// ```no_run
+    /// # use dotjob_worker::{HandlerError, RunContext, Worker};
+    /// # fn demo(redis: dotjob_shared::Redis) -> anyhow::Result<Worker> {
+    /// Worker::builder(redis, "reports")
+    ///     .schedule("nightly-report", "0 2 * * *", |_ctx: RunContext| async {
+    ///         Ok::<_, HandlerError>(serde_json::json!({"done": true}))
+    ///     })
+    ///     .build()
+    /// # }
+    /// ```
+    pub fn schedule(
+        self,
+        name: impl Into<String>,
+        schedule: impl Into<String>,
+        handler: impl Handler,
+    ) -> Self {
+        self.schedule_job(JobDef::new(name, schedule), handler)
+    }
+
+    /// Declares a job with a full definition (timezone, params, timeout, attempts), served
+    /// by `handler` registered under the job's name.
+    pub fn schedule_job(mut self, def: JobDef, handler: impl Handler) -> Self {
+        let name = def.name().to_owned();
+        self.handlers.insert(name.clone(), Arc::new(handler));
+        self.declared.retain(|(d, _)| d.name() != name);
+        self.declared.push((def, name));
         self
     }
 
@@ -180,6 +238,8 @@ impl WorkerBuilder {
             .map(|(name, h)| (name, secrets::guard(h, &source)))
             .collect();
         Ok(Worker {
+            store: dotjob_shared::Store::new(self.redis.clone()),
+            declared: self.declared,
             runner: runner::Runner::new(
                 self.redis,
                 self.group,

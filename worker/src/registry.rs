@@ -53,12 +53,27 @@ impl Registration {
 pub(crate) struct Registry {
     redis: Redis,
     me: Registration,
+    /// When this executor started (ms, local clock): written by every beat unchanged.
+    started_at_ms: i64,
 }
 
 impl Registry {
     pub(crate) fn new(redis: Redis, mut me: Registration) -> Self {
         me.handlers.sort();
-        Self { redis, me }
+        let started_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        Self {
+            redis,
+            me,
+            started_at_ms,
+        }
+    }
+
+    /// The registration JSON every beat writes (the same start instant each time).
+    fn registration_json(&self) -> String {
+        self.me.to_json(self.started_at_ms)
     }
 
     /// Registers the executor (retried by every heartbeat if Redis is away now).
@@ -88,15 +103,11 @@ impl Registry {
         &self,
         c: &mut dotjob_shared::conn::Conn,
     ) -> dotjob_shared::Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
         let _: i64 = c
             .hset(
                 self.redis.keys().executors(&self.me.group),
                 &self.me.id,
-                self.me.to_json(now),
+                self.registration_json(),
             )
             .await?;
         Ok(())
@@ -156,6 +167,35 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn started_at_is_the_start_not_the_last_beat() {
+        let me = Registration {
+            group: "g".to_owned(),
+            id: "e".to_owned(),
+            handlers: vec![],
+            concurrency: 1,
+            reclaim_after: Duration::from_secs(1),
+        };
+        let cfg = dotjob_shared::config::RedisConfig {
+            url: dotjob_shared::config::DEFAULT_REDIS_URL.to_owned(),
+            prefix: "started-at-test".to_owned(),
+            timeout: Duration::from_secs(1),
+        };
+        let reg = Registry::new(Redis::new(&cfg).expect("redis handle"), me);
+        let first = reg.registration_json();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        assert_eq!(
+            reg.registration_json(),
+            first,
+            "a later beat moved started_at"
+        );
+        let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(
+            v["started_at"],
+            dotjob_shared::time::rfc3339(reg.started_at_ms)
+        );
+    }
 
     #[test]
     fn registration_names_the_executor_and_its_reclaim_time() {

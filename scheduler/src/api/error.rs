@@ -51,11 +51,15 @@ impl ApiError {
         }
     }
 
-    /// 400 naming `field`.
+    /// 400 naming `field`; a deserializer's wording is put in the user's words first.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: Some(field.into()),
-            ..Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                super::wording::in_users_words(&message.into()),
+            )
         }
     }
 

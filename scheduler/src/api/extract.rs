@@ -33,7 +33,7 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
                 format!("request body over {BODY_LIMIT} bytes"),
             )
         } else {
-            ApiError::invalid("body", format!("cannot read the body: {e}"))
+            ApiError::invalid("body", "cannot read the body")
         }
     })
 }
@@ -106,7 +106,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| Self(v))
-            .map_err(|e| ApiError::invalid("path", e.body_text()))
+            .map_err(|_| ApiError::invalid("path", "a path segment is not valid text"))
     }
 }
 

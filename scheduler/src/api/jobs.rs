@@ -17,6 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::schema;
+use super::warnings::{self, JobWritten};
 
 /// Query of `GET /jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -65,18 +66,19 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/jobs", operation_id = "create_job", tag = "jobs",
     request_body = JobInput,
     responses(
-        (status = 201, description = "Created", body = JobView),
+        (status = 201, description = "Created; `warnings` lists what may not work (e.g. no executor serves the handler)", body = JobWritten),
         (status = 400, description = "Invalid field (named in `error.field`); nothing written", body = schema::ErrorBody),
     ),
     security(("admin_token" = [])))]
 pub async fn create(
     State(s): State<AppState>,
     ApiJson(input): ApiJson<JobInput>,
-) -> Result<(StatusCode, Json<JobView>), ApiError> {
+) -> Result<(StatusCode, Json<JobWritten>), ApiError> {
     let spec = s.store.create_job(input).await?;
     s.engine.wake(&spec.group);
-    let view = s.store.view_job(&spec.id).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let job = s.store.view_job(&spec.id).await?;
+    let warnings = warnings::for_job(&s.store, &spec.group, &spec.handler).await;
+    Ok((StatusCode::CREATED, Json(JobWritten { job, warnings })))
 }
 
 /// List jobs in creation order, filtered and paginated.
@@ -140,7 +142,7 @@ pub async fn get(
     params(("id" = String, Path, description = "Job id")),
     request_body = JobInput,
     responses(
-        (status = 200, description = "The job after the change", body = JobView),
+        (status = 200, description = "The job after the change, with `warnings` as on create", body = JobWritten),
         (status = 400, description = "Invalid field; nothing written", body = schema::ErrorBody),
         (status = 404, description = "No such job", body = schema::ErrorBody),
         (status = 409, description = "Changed concurrently too often; retry", body = schema::ErrorBody),
@@ -150,12 +152,14 @@ pub async fn update(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<JobInput>,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Json<JobWritten>, ApiError> {
     check_id(&id)?;
     let spec = s.store.update_job(&id, input).await?;
     s.engine.invalidate(&id);
     s.engine.wake(&spec.group);
-    Ok(Json(s.store.view_job(&id).await?))
+    let job = s.store.view_job(&id).await?;
+    let warnings = warnings::for_job(&s.store, &spec.group, &spec.handler).await;
+    Ok(Json(JobWritten { job, warnings }))
 }
 
 /// Delete a job with its schedule and run history.
@@ -230,6 +234,9 @@ pub struct Triggered {
     /// The new run (`<job id>-m<ms>-<n>`).
     run_id: String,
     job_id: String,
+    /// What may delay the run (e.g. no live executor in the group); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// Run a job now, optionally with other params.
@@ -253,5 +260,17 @@ pub async fn trigger(
         .store
         .trigger(&id, body.params.as_ref(), "manual", None)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(Triggered { run_id, job_id: id })))
+    let group = s.store.view_job(&id).await.map(|v| v.spec.group);
+    let warnings = match group {
+        Ok(g) => warnings::for_trigger(&s.store, &g).await,
+        Err(_) => Vec::new(),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Triggered {
+            run_id,
+            job_id: id,
+            warnings,
+        }),
+    ))
 }

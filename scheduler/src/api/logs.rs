@@ -54,6 +54,10 @@ pub struct LogQuery {
     from: Option<usize>,
     /// `true`: answer `text/event-stream` and keep sending lines until the run is final.
     follow: Option<bool>,
+    /// Only the lines of this attempt (1-based; `from` then counts within it). A retry's
+    /// lines start after a `--- attempt N ---` line in the whole log. Not with `follow`.
+    #[param(minimum = 1, example = 2)]
+    attempt: Option<u32>,
 }
 
 /// Log lines of a run.
@@ -105,6 +109,15 @@ pub async fn logs(
             format!("must be at most {FROM_MAX}"),
         ));
     }
+    if q.attempt == Some(0) {
+        return Err(ApiError::invalid("attempt", "attempts count from 1"));
+    }
+    if q.attempt.is_some() && q.follow == Some(true) {
+        return Err(ApiError::invalid(
+            "attempt",
+            "cannot be combined with follow=true",
+        ));
+    }
     let run = s.store.get_run(&id).await?;
     if q.follow == Some(true) {
         let token = caller.map_or_else(|| ANONYMOUS.into(), |Extension(CallerName(n))| n);
@@ -121,7 +134,15 @@ pub async fn logs(
             .into_response());
     }
     let from = q.from.unwrap_or(0);
-    let lines = s.store.run_logs(&id, from).await?;
+    let lines = match q.attempt {
+        Some(n) => {
+            let all = s.store.run_logs(&id, 0).await?;
+            let mut mine = dotjob_shared::model::run::attempt_lines(&all, n);
+            mine.drain(..from.min(mine.len()));
+            mine
+        }
+        None => s.store.run_logs(&id, from).await?,
+    };
     Ok(Json(Logs {
         next: from + lines.len(),
         complete: is_complete(&run),

@@ -42,7 +42,9 @@ mod stats;
 pub mod tokens;
 pub mod view_schema;
 mod views;
+mod warnings;
 mod whoami;
+mod wording;
 
 pub use error::ApiError;
 pub use options::ApiOptions;

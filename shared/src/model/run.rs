@@ -296,6 +296,30 @@ fn instants_as_rfc3339(mut v: Value) -> Value {
     v
 }
 
+/// The log line a worker writes when attempt `n` (2 or more) of a run starts: a run's log
+/// holds every attempt's lines, attempt 1's before the first marker.
+pub fn attempt_marker(n: u32) -> String {
+    format!("--- attempt {n} ---")
+}
+
+/// The lines of attempt `n` (1-based) of a run's whole log, markers left out.
+pub fn attempt_lines(lines: &[String], n: u32) -> Vec<String> {
+    let mut current = 1;
+    let mut out = Vec::new();
+    for l in lines {
+        if let Some(k) = l
+            .strip_prefix("--- attempt ")
+            .and_then(|r| r.strip_suffix(" ---"))
+            .and_then(|k| k.parse::<u32>().ok())
+        {
+            current = k;
+        } else if current == n {
+            out.push(l.clone());
+        }
+    }
+    out
+}
+
 /// The job id part of a run id.
 pub fn job_of_run(run_id: &str) -> Option<&str> {
     let job = run_id.split('-').next()?;

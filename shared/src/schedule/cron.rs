@@ -20,6 +20,49 @@ const MACROS: &[(&str, &str)] = &[
     ("@hourly", "0 0 * * * *"),
 ];
 
+/// What each field of a cron expression takes, for error messages.
+const FIELDS_HELP: &str = "fields are minute (0-59), hour (0-23), day of month (1-31), month (1-12 \
+     or JAN-DEC) and day of week (0-7 or SUN-SAT), optionally seconds (0-59) first; each a \
+     value, a range a-b, a list a,b, `*` or a step like */5";
+
+/// The fields with numbers, in the order of a 6-field expression: name, lowest, highest.
+const BOUNDS: [(&str, u32, u32); 5] = [
+    ("seconds", 0, 59),
+    ("minutes", 0, 59),
+    ("hours", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+];
+
+/// Checks every number of the seconds..month fields against its bounds, so an error quotes
+/// what the user wrote and names the right range (day of week is checked when rewritten).
+fn check_bounds(s: &str) -> Result<(), String> {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    let skip = if fields.len() == 5 { 1 } else { 0 };
+    for (field, (name, lo, hi)) in fields.iter().zip(BOUNDS.iter().skip(skip)) {
+        for part in field.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((r, st)) => (r, Some(st)),
+                None => (part, None),
+            };
+            if let Some(st) = step
+                && !st.parse::<u32>().is_ok_and(|n| n > 0)
+            {
+                return Err(format!(
+                    "cron \"{s}\": the step `{st}` in the {name} field must be a whole number above 0"
+                ));
+            }
+            for v in range.split('-') {
+                let Ok(n) = v.parse::<u32>() else { continue };
+                if n < *lo || n > *hi {
+                    return Err(format!("cron \"{s}\": {name} must be {lo}-{hi}, got {n}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// Parses a cron expression or macro (`s` is trimmed and not empty). Also answers whether
@@ -36,9 +79,11 @@ pub(super) fn parse(s: &str) -> Result<(cron::Schedule, bool), String> {
                 )
             })?
     } else {
-        normalise(s)?
+        check_bounds(s)?;
+        normalise(s).map_err(|e| format!("cron \"{s}\": {e}"))?
     };
-    let cron = cron::Schedule::from_str(&expr).map_err(|e| format!("invalid cron: {e}"))?;
+    let cron = cron::Schedule::from_str(&expr)
+        .map_err(|_| format!("cron \"{s}\" is not valid: {FIELDS_HELP}"))?;
     let all_hours = cron.hours().is_all();
     Ok((cron, all_hours))
 }
@@ -231,6 +276,32 @@ mod tests {
         assert!(unix_days_of_week("8").is_err());
         assert!(unix_days_of_week("5-1").is_err());
         assert!(unix_days_of_week("1/0").is_err());
+    }
+
+    fn error(s: &str) -> String {
+        parse(s).err().unwrap_or_else(|| panic!("{s} parsed"))
+    }
+
+    #[test]
+    fn errors_quote_what_was_written_with_the_right_bounds() {
+        let e = error("61 * * * *");
+        assert_eq!(e, "cron \"61 * * * *\": minutes must be 0-59, got 61");
+        assert!(error("0 24 * * *").contains("hours must be 0-23, got 24"));
+        assert!(error("0 0 0 * *").contains("day of month must be 1-31, got 0"));
+        assert!(error("0 0 1 13 *").contains("month must be 1-12, got 13"));
+        assert!(error("60 0 0 1 1 *").contains("seconds must be 0-59, got 60"));
+        assert!(error("*/0 * * * *").contains("step `0`"));
+        let e = error("0 0 * * 8");
+        assert!(
+            e.starts_with("cron \"0 0 * * 8\": ") && e.contains("0-7"),
+            "{e}"
+        );
+        let e = error("x * * * *");
+        assert!(e.starts_with("cron \"x * * * *\" is not valid: "), "{e}");
+        assert!(e.contains("minute (0-59)"), "{e}");
+        for e in [error("61 * * * *"), error("x * * * *"), error("* * *")] {
+            assert!(!e.contains("0 61") && !e.contains("less than"), "{e}");
+        }
     }
 
     #[test]

@@ -23,7 +23,10 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = match dotjob_shared::config::parse_args("dotjob-worker") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     telemetry::init_tracing();
     let cfg = match cli.redis.validate() {
         Ok(c) => c,

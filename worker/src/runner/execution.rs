@@ -41,6 +41,12 @@ pub(super) async fn run(
     // and the handler sees it through its context.
     let cancel = shared.inflight.start(&d.entry, started);
     let log = Arc::new(Mutex::new(LogBuffer::default()));
+    if d.attempt > 1
+        && let Ok(mut l) = log.lock()
+    {
+        // A retry's lines follow the earlier attempts' in one log: mark where it starts.
+        l.push(&dotjob_shared::model::run::attempt_marker(d.attempt));
+    }
     let ctx = RunContext {
         run_id: d.run.as_str().into(),
         job_id: d.job.as_str().into(),
