@@ -145,6 +145,11 @@ impl Engine {
         })
     }
 
+    /// This replica's leases (for `/readyz`).
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.leases
+    }
+
     /// Wakes the loop of `group` now (after a job change in this process).
     pub fn wake(&self, group: &str) {
         if let Some(n) = self.wakers.lock().ok().and_then(|w| w.get(group).cloned()) {
@@ -483,6 +488,7 @@ impl Engine {
                         (vec![], None, None)
                     }
                 };
+                crate::metrics::fire_lag(group, now, &fire);
                 args.push(id.clone());
                 args.push(score.to_string());
                 args.push(next.map(|n| n.to_string()).unwrap_or_default());
@@ -532,8 +538,7 @@ impl Engine {
                 }
             }
             if fired > 0 {
-                metrics::counter!("dotjob_ticks_fired_total", "group" => group.to_owned())
-                    .increment(fired);
+                crate::metrics::ticks_fired(group, fired);
             }
             if let Some(at) = deferred
                 && fired == 0
@@ -566,6 +571,7 @@ impl Engine {
                 group,
                 "lost the group lease while firing; nothing was fired"
             );
+            crate::metrics::fenced(group);
             self.leases.lost(group);
             return Ok(None);
         }

@@ -48,6 +48,7 @@ pub async fn pass(
     let mut deleted_total = 0;
     for group in groups.iter().filter(|g| leases.is_holder(g)) {
         let prefix = redis.keys().group_prefix(group);
+        crate::metrics::sample_group(redis, group).await?;
         let (trimmed, kept_from): (u64, String) = scripts::TRIM_STREAM
             .key(&prefix)
             .invoke_async(&mut c)

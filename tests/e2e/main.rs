@@ -10,6 +10,7 @@ mod api_walk;
 mod common;
 mod faults;
 mod ha;
+mod metrics;
 mod reliability;
 mod routing;
 mod security;

@@ -34,6 +34,7 @@ use dotjob_shared::model::job::validate_group;
 mod cache;
 pub mod config;
 pub mod handler;
+mod metrics;
 mod registry;
 mod runner;
 pub mod stock;
