@@ -27,6 +27,19 @@ pub struct Cli {
     /// Bearer token for the admin API operations that change nothing.
     #[arg(long, env = "DOTJOB_READ_TOKEN", hide_env_values = true)]
     pub read_token: Option<Secret>,
+    /// File of named tokens (`name role token` lines, or a JSON array of {name, role,
+    /// token}); re-read when it changes.
+    #[arg(long, env = "DOTJOB_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// The audit trail (`<prefix>:audit`) is trimmed to about this many entries.
+    #[arg(long, env = "DOTJOB_AUDIT_MAXLEN", default_value_t = crate::api::limits::AUDIT_MAXLEN, value_parser = clap::value_parser!(u64).range(1_000..))]
+    pub audit_maxlen: u64,
+    /// Most log-follow streams open at once on this server.
+    #[arg(long, env = "DOTJOB_FOLLOW_MAX", default_value_t = crate::api::limits::FOLLOW_MAX)]
+    pub follow_max: usize,
+    /// Most log-follow streams open at once per token.
+    #[arg(long, env = "DOTJOB_FOLLOW_MAX_PER_TOKEN", default_value_t = crate::api::limits::FOLLOW_MAX_PER_TOKEN)]
+    pub follow_max_per_token: usize,
     /// Browser origins allowed to call the admin API (comma-separated, `*` for any); off
     /// when empty.
     #[arg(long, env = "DOTJOB_CORS_ORIGINS", value_delimiter = ',')]
@@ -91,6 +104,15 @@ impl Cli {
                 .map(|o| o.trim().to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            security: crate::api::limits::SecurityOptions {
+                tokens_file: self
+                    .tokens_file
+                    .clone()
+                    .filter(|p| !p.as_os_str().is_empty()),
+                audit_maxlen: self.audit_maxlen,
+                follow_max: self.follow_max,
+                follow_max_per_token: self.follow_max_per_token,
+            },
         };
         opts.check(self.listen)?;
         Ok(opts)

@@ -8,13 +8,14 @@
 
 use std::sync::Arc;
 
-use dotjob_shared::{Redis, scripts};
+use dotjob_shared::Redis;
+use dotjob_shared::scripts::{Reap, TrimRuns, TrimStream};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::engine::EngineSettings;
 use crate::lease::Leases;
+use crate::settings::EngineSettings;
 
 /// Jobs examined per retention script call.
 const JOBS_PER_CALL: usize = 200;
@@ -31,14 +32,15 @@ pub async fn run(
             () = tokio::time::sleep(settings.housekeeping) => {}
             () = stop.cancelled() => return,
         }
-        if let Err(e) = pass(&redis, &leases, &settings).await {
-            debug!(error = %e, "housekeeping pass failed");
+        if let Err(e) = housekeep_held_groups(&redis, &leases, &settings).await {
+            debug!(error = %e, "housekeeping round failed");
         }
     }
 }
 
-/// One housekeeping pass over every group this replica holds.
-pub async fn pass(
+/// Housekeeping of every group this replica holds: the stream trimmed, dead executors
+/// reaped, old runs deleted. Returns how many runs were deleted.
+pub async fn housekeep_held_groups(
     redis: &Redis,
     leases: &Leases,
     settings: &EngineSettings,
@@ -49,39 +51,38 @@ pub async fn pass(
     for group in groups.iter().filter(|g| leases.is_holder(g)) {
         let prefix = redis.keys().group_prefix(group);
         crate::metrics::sample_group(redis, group).await?;
-        let (trimmed, kept_from): (u64, String) = scripts::TRIM_STREAM
-            .key(&prefix)
-            .invoke_async(&mut c)
-            .await?;
-        if trimmed > 0 {
-            debug!(group, trimmed, kept_from, "trimmed the stream");
+        let trim = TrimStream.call(&mut c, &prefix).await?;
+        if trim.removed > 0 {
+            debug!(group, trimmed = trim.removed, kept_from = ?trim.kept_from, "trimmed the stream");
         }
-        let (forgotten, consumers): (u64, u64) = scripts::REAP
-            .key(&prefix)
-            .arg(settings.executor_timeout.as_millis() as u64)
-            .invoke_async(&mut c)
-            .await?;
-        if forgotten + consumers > 0 {
+        let reaped = Reap {
+            executor_timeout_ms: settings.executor_timeout.as_millis() as u64,
+        }
+        .call(&mut c, &prefix)
+        .await?;
+        if reaped.executors + reaped.consumers > 0 {
             info!(
                 group,
-                forgotten, consumers, "removed executors whose heartbeat stopped"
+                forgotten = reaped.executors,
+                consumers = reaped.consumers,
+                "removed executors whose heartbeat stopped"
             );
         }
-        let mut cursor = String::new();
+        let mut after: Option<String> = None;
         loop {
-            let (next, deleted): (String, u64) = scripts::TRIM_RUNS
-                .key(&prefix)
-                .arg(settings.runs_keep)
-                .arg(settings.runs_max_age.as_millis() as u64)
-                .arg(&cursor)
-                .arg(JOBS_PER_CALL)
-                .invoke_async(&mut c)
-                .await?;
-            deleted_total += deleted;
-            if next.is_empty() {
-                break;
+            let trimmed = TrimRuns {
+                keep: settings.runs_keep,
+                max_age_ms: settings.runs_max_age.as_millis() as u64,
+                after: after.as_deref(),
+                jobs: JOBS_PER_CALL,
             }
-            cursor = next;
+            .call(&mut c, &prefix)
+            .await?;
+            deleted_total += trimmed.deleted;
+            match trimmed.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
         }
     }
     if deleted_total > 0 {

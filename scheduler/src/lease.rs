@@ -19,11 +19,31 @@ use std::hash::Hasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dotjob_shared::{Redis, scripts};
+use dotjob_shared::Redis;
+use dotjob_shared::scripts::{Fence, Lease, LeaseAction};
 use redis::AsyncCommands;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+/// This replica's right to fire a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holding {
+    /// No lease is needed (a single scheduler without fencing).
+    Unfenced,
+    /// The group's lease, which the firing script checks.
+    Lease(Fence),
+}
+
+impl Holding {
+    /// The fence the firing script must check, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        match self {
+            Self::Unfenced => None,
+            Self::Lease(fence) => Some(fence),
+        }
+    }
+}
 
 /// What this replica knows of one group's lease.
 #[derive(Default)]
@@ -117,22 +137,25 @@ impl Leases {
         }
     }
 
-    /// The fencing token to fire `group` with, or `None` when this replica must not fire it.
-    pub fn fence(&self, group: &str) -> Option<String> {
+    /// What entitles this replica to fire `group`, or `None` when it must not fire it.
+    pub fn holding(&self, group: &str) -> Option<Holding> {
         if self.redis.is_none() {
-            return Some(String::new());
+            return Some(Holding::Unfenced);
         }
         let g = self.groups.lock().ok()?;
         let l = g.get(group)?;
         let epoch = l.epoch?;
-        l.valid_until
-            .filter(|v| Instant::now() < *v)
-            .map(|_| format!("{}|{epoch}", self.id))
+        l.valid_until.filter(|v| Instant::now() < *v).map(|_| {
+            Holding::Lease(Fence {
+                holder: self.id.clone(),
+                epoch,
+            })
+        })
     }
 
     /// Whether this replica holds `group` (it then also does its housekeeping).
     pub fn is_holder(&self, group: &str) -> bool {
-        self.fence(group).is_some()
+        self.holding(group).is_some()
     }
 
     /// The groups this replica considers, each with whether it holds the lease.
@@ -190,10 +213,10 @@ impl Leases {
         };
         let every = self.ttl / 5;
         loop {
-            let next = match self.pass(redis).await {
+            let next = match self.beat_and_renew(redis).await {
                 Ok(next) => next,
                 Err(e) => {
-                    warn!(error = %e, "lease pass failed; retrying");
+                    warn!(error = %e, "lease round failed; retrying");
                     self.drop_expired();
                     every.min(Duration::from_millis(500))
                 }
@@ -222,7 +245,7 @@ impl Leases {
 
     /// One round: beat, read the live replicas, then renew/acquire/release each group.
     /// Returns how long to sleep.
-    async fn pass(&self, redis: &Redis) -> dotjob_shared::Result<Duration> {
+    async fn beat_and_renew(&self, redis: &Redis) -> dotjob_shared::Result<Duration> {
         let keys = redis.keys();
         let mut c = redis.conn().await?;
         let now = dotjob_shared::conn::now_ms(&mut c).await?;
@@ -250,29 +273,33 @@ impl Leases {
             let held = self.is_holder(&group);
             let prefix = keys.group_prefix(&group);
             let sent = Instant::now();
-            let (epoch, holder, expires, want): (u64, String, i64, String) = scripts::LEASE
-                .key(&prefix)
-                .arg(&self.id)
-                .arg(ttl_ms)
-                .arg("acquire")
-                .arg(if mine { "1" } else { "0" })
-                .invoke_async(&mut c)
-                .await?;
-            if epoch > 0 && !mine && !want.is_empty() && choice == Some(want.as_str()) {
+            let lease = Lease {
+                replica: &self.id,
+                ttl_ms,
+                action: LeaseAction::Acquire { chosen: mine },
+            }
+            .call(&mut c, &prefix)
+            .await?;
+            if lease.epoch.is_some()
+                && !mine
+                && lease.want.is_some()
+                && choice == lease.want.as_deref()
+            {
                 // The replica chosen for this group asked for it: hand it over.
-                let _: (u64, String, i64, String) = scripts::LEASE
-                    .key(&prefix)
-                    .arg(&self.id)
-                    .arg(ttl_ms)
-                    .arg("release")
-                    .arg("0")
-                    .invoke_async(&mut c)
-                    .await?;
-                info!(group, to = %want, "handed the group lease to the replica chosen for it");
+                Lease {
+                    replica: &self.id,
+                    ttl_ms,
+                    action: LeaseAction::Release,
+                }
+                .call(&mut c, &prefix)
+                .await?;
+                let to = lease.want.unwrap_or_default();
+                info!(group, to = %to, "handed the group lease to the replica chosen for it");
                 self.set(&group, None, None);
                 continue;
             }
-            if epoch > 0 {
+            let (holder, expires) = (lease.holder, lease.expires_ms);
+            if let Some(epoch) = lease.epoch {
                 // Certain until the expiry, minus the round trip and a safety margin.
                 let left = Duration::from_millis((expires - now).max(0) as u64)
                     .saturating_sub(sent.elapsed() + self.ttl / 10);
@@ -328,14 +355,16 @@ impl Leases {
             return;
         };
         for group in held {
-            let _: redis::RedisResult<(u64, String, i64, String)> = scripts::LEASE
-                .key(redis.keys().group_prefix(&group))
-                .arg(&self.id)
-                .arg(self.ttl.as_millis() as u64)
-                .arg("release")
-                .arg("0")
-                .invoke_async(&mut c)
-                .await;
+            let released = Lease {
+                replica: &self.id,
+                ttl_ms: self.ttl.as_millis() as u64,
+                action: LeaseAction::Release,
+            }
+            .call(&mut c, &redis.keys().group_prefix(&group))
+            .await;
+            if let Err(e) = released {
+                debug!(group, error = %e, "could not release the group lease; it expires");
+            }
         }
         let _: redis::RedisResult<i64> = c.zrem(redis.keys().schedulers(), &self.id).await;
     }

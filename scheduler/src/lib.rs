@@ -22,10 +22,12 @@ pub mod lease;
 pub mod local_redis;
 pub mod metrics;
 pub mod plan;
+pub mod settings;
 pub mod stats;
 
 pub use api::ApiOptions;
-pub use engine::{Engine, EngineSettings};
+pub use engine::Engine;
+pub use settings::EngineSettings;
 
 /// What [`run`] needs besides the listener.
 #[derive(Debug)]

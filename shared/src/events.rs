@@ -7,6 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The `kind` of a [`Event::Cancel`] message. The scripts publish cancel requests
+/// themselves and name it `EVENT_CANCEL`.
+pub const CANCEL_KIND: &str = "cancel";
+
 /// One notification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -35,5 +39,22 @@ impl Event {
         match self {
             Self::Job { group, .. } | Self::Cancel { group, .. } => group,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_published_by_a_script_reads_as_a_cancel_event() {
+        let sent = Event::Cancel {
+            group: "g".to_owned(),
+            run: "01abc-1".to_owned(),
+        };
+        assert_eq!(serde_json::to_value(&sent).unwrap()["kind"], CANCEL_KIND);
+        // What cancel_run in the Lua prelude encodes.
+        let lua = format!(r#"{{"kind":"{CANCEL_KIND}","group":"g","run":"01abc-1"}}"#);
+        assert_eq!(serde_json::from_str::<Event>(&lua).unwrap(), sent);
     }
 }

@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::keys::CONSUMER_GROUP;
+use crate::scripts::TriggerKind;
+use crate::scripts::fields::{dead, run as run_field};
 use crate::store::{PAGE_MAX, Page, Store};
 use crate::time::{opt_ms_rfc3339, rfc3339};
 
@@ -230,11 +232,11 @@ impl Store {
         let items = rows
             .into_iter()
             .map(|(entry, f)| DeadLetter {
-                run: field(&f, "run").to_owned(),
-                job: field(&f, "job").to_owned(),
-                attempts: field(&f, "attempts").parse().unwrap_or(0),
-                error: field(&f, "error").to_owned(),
-                failed_at: field(&f, "failed_at")
+                run: field(&f, dead::RUN).to_owned(),
+                job: field(&f, dead::JOB).to_owned(),
+                attempts: field(&f, dead::ATTEMPTS).parse().unwrap_or(0),
+                error: field(&f, dead::ERROR).to_owned(),
+                failed_at: field(&f, dead::FAILED_AT)
                     .parse::<i64>()
                     .map(rfc3339)
                     .unwrap_or_default(),
@@ -263,7 +265,7 @@ impl Store {
             .into_iter()
             .next()
             .ok_or_else(|| Error::NotFound(format!("dead letter {entry}")))?;
-        let (run, job) = (field(&f, "run"), field(&f, "job"));
+        let (run, job) = (field(&f, dead::RUN), field(&f, dead::JOB));
         let (params, shard, shards, shard_param): (
             Option<String>,
             Option<u32>,
@@ -271,7 +273,12 @@ impl Store {
             Option<String>,
         ) = redis::cmd("HMGET")
             .arg(keys.run(group, run))
-            .arg(&["params", "shard", "shards", "shard_param"])
+            .arg(&[
+                run_field::PARAMS,
+                run_field::SHARD,
+                run_field::SHARDS,
+                run_field::SHARD_PARAM,
+            ])
             .query_async(&mut c)
             .await?;
         let new_run = match (shard, shards) {
@@ -280,7 +287,7 @@ impl Store {
                 self.trigger_shard(
                     job,
                     params.as_deref(),
-                    "requeue",
+                    TriggerKind::Requeue,
                     Some(run),
                     (index, n, shard_param.unwrap_or_default()),
                 )
@@ -288,7 +295,7 @@ impl Store {
             }
             _ => {
                 let params = params.and_then(|p| serde_json::from_str::<Value>(&p).ok());
-                self.trigger(job, params.as_ref(), "requeue", Some(run))
+                self.trigger(job, params.as_ref(), TriggerKind::Requeue, Some(run))
                     .await?
             }
         };

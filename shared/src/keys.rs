@@ -1,15 +1,17 @@
-//! The one place that names Redis keys.
+//! The one place that names Redis keys, and reads them back.
 //!
 //! Every key of a group carries the group as a Redis Cluster hash tag (`{billing}`), so that
 //! a group's schedule, stream, job hashes, run records and lease live in one slot and one Lua
-//! script can touch all of them. The Lua scripts in `lua/` receive the group prefix
-//! (`<prefix>:{<group>}:`) as `KEYS[1]` and append the same suffixes as the functions below;
-//! the suffix constants are the contract between the two and the README's key table.
+//! script can touch all of them. The Lua scripts receive the group prefix
+//! (`<prefix>:{<group>}:`) as `KEYS[1]` and name each [`suffix`] below by a name of
+//! [`lua_names`], which the script loader replaces with the suffix: Rust and Lua build each
+//! key from the same constant and no script spells a key name itself.
 
 /// The consumer group every worker of a group reads the group stream through.
 pub const CONSUMER_GROUP: &str = "workers";
 
-/// Key suffixes under a group prefix. Lua scripts use the same literals.
+/// Key suffixes under a group prefix. The Lua scripts name each `K_<NAME>` (see
+/// [`lua_names`](super::lua_names)).
 pub mod suffix {
     /// Hash: one job definition (`job:<id>`).
     pub const JOB: &str = "job:";
@@ -27,8 +29,10 @@ pub mod suffix {
     pub const RUNS: &str = "runs:";
     /// List: log lines of a run (`log:<run id>`).
     pub const LOG: &str = "log:";
-    /// Hash: stream entry id → run id for every entry not yet acknowledged.
+    /// Hash: run id → its stream entry id, for every entry not yet acknowledged.
     pub const ACTIVE: &str = "active";
+    /// Hash: run id → reason, for cancel requests its executor has not acted on yet.
+    pub const CANCEL: &str = "cancel";
     /// Sorted set: stream entry id → instant its retry is due.
     pub const RETRY: &str = "retry";
     /// Hash: the group's scheduling lease (owner, epoch, expires).
@@ -43,6 +47,52 @@ pub mod suffix {
     pub const INFLIGHT: &str = "inflight";
     /// String: counter for manual-trigger run ids.
     pub const SEQ: &str = "seq";
+
+    /// Every suffix with its Lua name (`K_<name>`).
+    pub const ALL: [(&str, &str); 17] = [
+        ("JOB", JOB),
+        ("JOBS", JOBS),
+        ("SCHEDULE", SCHEDULE),
+        ("STREAM", STREAM),
+        ("DEAD", DEAD),
+        ("RUN", RUN),
+        ("RUNS", RUNS),
+        ("LOG", LOG),
+        ("ACTIVE", ACTIVE),
+        ("CANCEL", CANCEL),
+        ("RETRY", RETRY),
+        ("LEASE", LEASE),
+        ("EXECUTORS", EXECUTORS),
+        ("HEARTBEATS", HEARTBEATS),
+        ("DISABLED", DISABLED),
+        ("INFLIGHT", INFLIGHT),
+        ("SEQ", SEQ),
+    ];
+}
+
+/// The names the Lua scripts use for key material, with their values: each key suffix as
+/// `K_<NAME>` (a script names a group key `P .. K_STREAM` or `P .. K_RUN .. id`, `P` being
+/// the group prefix, `KEYS[1]`) and the consumer group as `CONSUMER_GROUP`. The script
+/// loader writes each value in place of its name.
+pub fn lua_names() -> impl Iterator<Item = (String, &'static str)> {
+    suffix::ALL
+        .iter()
+        .map(|(name, suffix)| (format!("K_{name}"), *suffix))
+        .chain([("CONSUMER_GROUP".to_owned(), CONSUMER_GROUP)])
+}
+
+/// Splits a group key (`<prefix>:{<group>}:<rest>`) into its group and the rest.
+pub fn parse_group_key(key: &str) -> Option<(&str, &str)> {
+    let (_, tagged) = key.split_once(":{")?;
+    let (group, rest) = tagged.split_once("}:")?;
+    (!group.is_empty()).then_some((group, rest))
+}
+
+/// The group and run id of a run record's key (`<prefix>:{<group>}:run:<run id>`).
+pub fn parse_run_key(key: &str) -> Option<(&str, &str)> {
+    let (group, rest) = parse_group_key(key)?;
+    let run = rest.strip_prefix(suffix::RUN)?;
+    (!run.is_empty()).then_some((group, run))
 }
 
 /// Builds key names for one key prefix (`DOTJOB_PREFIX`).
@@ -82,6 +132,11 @@ impl Keys {
     /// Pub/sub channel for job changes and run cancellations.
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
+    }
+
+    /// Stream: the admin API's audit trail (one entry per admin write).
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
     }
 
     /// Hash: scheduler replica id → last heartbeat (ms), used to balance leases.
@@ -174,6 +229,16 @@ impl Keys {
     pub fn inflight(&self, group: &str) -> String {
         self.g(group, suffix::INFLIGHT)
     }
+
+    /// Cancel requests not acted on yet.
+    pub fn cancel(&self, group: &str) -> String {
+        self.g(group, suffix::CANCEL)
+    }
+
+    /// Counter of manual-trigger run ids.
+    pub fn seq(&self, group: &str) -> String {
+        self.g(group, suffix::SEQ)
+    }
 }
 
 #[cfg(test)]
@@ -195,5 +260,32 @@ mod tests {
         ] {
             assert!(key.contains("{g}"), "{key}");
         }
+    }
+
+    #[test]
+    fn keys_read_back_into_group_and_run() {
+        let k = Keys::new("dotjob");
+        let run = k.run("billing", "01abc-m17-3-s1");
+        assert_eq!(parse_run_key(&run), Some(("billing", "01abc-m17-3-s1")));
+        assert_eq!(
+            parse_group_key(&k.inflight("g")),
+            Some(("g", suffix::INFLIGHT))
+        );
+        assert_eq!(parse_run_key(&k.run_log("billing", "01abc-5")), None);
+        assert_eq!(parse_run_key(&k.job_index()), None);
+        assert_eq!(parse_group_key("dotjob:{}:run:x"), None);
+    }
+
+    #[test]
+    fn every_suffix_has_its_own_lua_name() {
+        let names: std::collections::HashMap<String, &str> = lua_names().collect();
+        assert_eq!(
+            names.len(),
+            suffix::ALL.len() + 1,
+            "two names share a Lua name"
+        );
+        assert_eq!(names["K_RUN"], "run:");
+        assert_eq!(names["K_INFLIGHT"], "inflight");
+        assert_eq!(names["CONSUMER_GROUP"], "workers");
     }
 }

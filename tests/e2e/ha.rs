@@ -216,42 +216,48 @@ async fn a_stalled_lease_holder_fires_nothing_when_it_resumes() {
 }
 
 async fn lease(c: &mut dotjob_shared::conn::Conn, prefix: &str, who: &str) -> (u64, String, i64) {
-    let (epoch, holder, expires, _want): (u64, String, i64, String) = dotjob_shared::scripts::LEASE
-        .key(prefix)
-        .arg(who)
-        .arg(300)
-        .arg("acquire")
-        .arg("1")
-        .invoke_async(c)
-        .await
-        .unwrap();
-    (epoch, holder, expires)
+    let l = dotjob_shared::scripts::Lease {
+        replica: who,
+        ttl_ms: 300,
+        action: dotjob_shared::scripts::LeaseAction::Acquire { chosen: true },
+    }
+    .call(c, prefix)
+    .await
+    .unwrap();
+    (l.epoch.unwrap_or(0), l.holder, l.expires_ms)
 }
 
 async fn fire(
     c: &mut dotjob_shared::conn::Conn,
-    prefix: &str,
-    token: &str,
+    keys: &dotjob_shared::Keys,
+    fence: (&str, u64),
     job: &dotjob_shared::model::job::JobSpec,
     tick: i64,
-) -> (String, u64) {
-    let (status, fired, _): (String, u64, u64) = dotjob_shared::scripts::FIRE
-        .key(prefix)
-        .arg("fc")
-        .arg(token)
-        .arg("events")
-        .arg(0)
-        .arg(&job.id)
-        .arg(tick)
-        .arg(tick + 1_000)
-        .arg(job.version)
-        .arg("a0")
-        .arg(1)
-        .arg(tick)
-        .invoke_async(c)
-        .await
-        .unwrap();
-    (status, fired)
+) -> dotjob_shared::scripts::FireReply {
+    let fence = dotjob_shared::scripts::Fence {
+        holder: fence.0.to_owned(),
+        epoch: fence.1,
+    };
+    let jobs = [dotjob_shared::scripts::FireJob {
+        id: &job.id,
+        expected_score: tick,
+        next_score: Some(tick + 1_000),
+        version: job.version,
+        policy: dotjob_shared::model::job::ConcurrencyPolicy::Allow,
+        exhausted: false,
+        ticks: vec![tick],
+        skip: None,
+        shards: None,
+    }];
+    dotjob_shared::scripts::Fire {
+        group: "fc",
+        fence: Some(&fence),
+        fire_ahead_ms: 0,
+        jobs: &jobs,
+    }
+    .call(c, keys)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -292,16 +298,19 @@ async fn a_fire_with_a_stale_fencing_token_is_refused_and_writes_nothing() {
     assert_eq!(epoch_b, epoch_a + 1);
     // A wakes up and fires with its old token: refused, nothing written.
     let tick = score as i64;
-    let (status, fired) = fire(&mut c, &group_prefix, &format!("a|{epoch_a}"), &job, tick).await;
-    assert_eq!((status.as_str(), fired), ("fenced", 0));
+    let reply = fire(&mut c, redis.keys(), ("a", epoch_a), &job, tick).await;
+    assert_eq!(reply, dotjob_shared::scripts::FireReply::Fenced);
     let len: u64 = redis::cmd("XLEN")
         .arg(redis.keys().stream("fc"))
         .query_async(&mut c)
         .await
         .unwrap();
     assert_eq!(len, 0, "a fenced fire wrote to the stream");
-    let (status, fired) = fire(&mut c, &group_prefix, &format!("b|{epoch_b}"), &job, tick).await;
-    assert_eq!((status.as_str(), fired), ("ok", 1));
+    let reply = fire(&mut c, redis.keys(), ("b", epoch_b), &job, tick).await;
+    assert_eq!(
+        reply,
+        dotjob_shared::scripts::FireReply::Fired { fired: 1, stale: 0 }
+    );
     drop(c);
     delete_prefix(&url, &prefix).await;
 }

@@ -1,6 +1,7 @@
 //! The stock handlers as an attacker who may only define and trigger jobs sees them: the
 //! `shell` allow-list runs the listed programs' own code and nothing else, whatever the
-//! job's `env`, `cwd` or `command[0]` say.
+//! job's `env`, `cwd` or `command[0]` say, and statically bad `shell` and `http` params are
+//! refused when the job is written.
 
 use std::path::Path;
 use std::time::Duration;
@@ -172,6 +173,197 @@ async fn shell_runs_only_the_allowed_programs_own_code() {
         "the worker's settings leaked into the program: {log:?}"
     );
     assert!(!marker.exists());
+
+    sched.shutdown().await;
+    delete_prefix(&url, &prefix).await;
+}
+
+/// Every string Redis holds under `prefix`: key names and the values of every type.
+async fn redis_dump(url: &str, prefix: &str) -> Vec<String> {
+    let mut c = dotjob_tests::raw_conn(url).await;
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .expect("scan");
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert!(keys.len() > 5, "too few keys to be a real scan: {keys:?}");
+    let mut out = Vec::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .expect("type");
+        let values: Vec<String> = match kind.as_str() {
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await
+                    .expect("get"),
+            ],
+            "hash" => redis::cmd("HGETALL")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .expect("hgetall"),
+            "list" => redis::cmd("LRANGE")
+                .arg(&k)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c)
+                .await
+                .expect("lrange"),
+            "set" => redis::cmd("SMEMBERS")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .expect("smembers"),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&k)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut c)
+                .await
+                .expect("zrange"),
+            "stream" => {
+                let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                    .arg(&k)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut c)
+                    .await
+                    .expect("xrange");
+                entries
+                    .into_iter()
+                    .flat_map(|(id, f)| std::iter::once(id).chain(f))
+                    .collect()
+            }
+            other => panic!("key {k} of unexpected type {other}"),
+        };
+        out.push(k);
+        out.extend(values);
+    }
+    out
+}
+
+#[tokio::test]
+async fn secrets_reach_the_handler_and_nothing_else() {
+    let url = shared_redis();
+    let prefix = unique_prefix("sec-secret");
+    let env_value = format!("env-canary-{}", rand::random::<u64>());
+    let file_value = format!("file-canary-{}", rand::random::<u64>());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets_file = dir.path().join("secrets");
+    std::fs::write(
+        &secrets_file,
+        format!("# test secrets\nFILE_TOKEN={file_value}\n"),
+    )
+    .expect("write");
+    let seen = dir.path().join("seen");
+    let sched = InProcess::start(&url, &prefix).await;
+    let api = Api::new(&sched.base);
+    api.wait_ready().await;
+    let job = api
+        .create_job(&json!({"name": "uses-secrets", "group": "secret", "handler": "shell",
+            "params": {
+                "command": ["sh", "-c",
+                    format!("printf '%s %s' \"$ENV_TOKEN\" \"$FILE_TOKEN\" > '{}'; echo \"token=$ENV_TOKEN\"; echo \"$FILE_TOKEN\" >&2", seen.display())],
+                "env": {"ENV_TOKEN": {"$secret": "ENV_TOKEN"}, "FILE_TOKEN": {"$secret": "FILE_TOKEN"}},
+            }}))
+        .await;
+    let job = job["id"].as_str().expect("id").to_owned();
+    let secret_env = format!("DOTJOB_SECRET_ENV_TOKEN={env_value}");
+    let (secret_var, secret_val) = secret_env.split_once('=').expect("=");
+    let _worker = Proc::spawn(
+        "dotjob-worker",
+        &["--group", "secret"],
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("DOTJOB_PREFIX", prefix.as_str()),
+            ("DOTJOB_SHELL_ALLOW", "sh"),
+            (
+                "DOTJOB_SECRETS_FILE",
+                secrets_file.to_str().expect("utf-8 path"),
+            ),
+            (secret_var, secret_val),
+        ],
+    );
+    let run = api.trigger(&job, None).await;
+    let r = api.wait_run_final(&run, Duration::from_secs(20)).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    // The handler had the values...
+    let got = std::fs::read_to_string(&seen).expect("the program wrote what it saw");
+    assert_eq!(got, format!("{env_value} {file_value}"));
+    // ... the log shows them masked ...
+    let mut log = log_of(&api, &r).await;
+    log.sort();
+    assert_eq!(log, ["[stderr] ***", "token=***"], "{log:?}");
+    // ... and a missing secret fails the run, naming it, not retried.
+    let missing = run_with(
+        &api,
+        &job,
+        &json!({"command": ["sh", "-c", "true"], "env": {"X": {"$secret": "NOT_CONFIGURED"}}}),
+    )
+    .await;
+    assert_eq!(missing["status"], "failed", "{missing}");
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`NOT_CONFIGURED` is not set"),
+        "{missing}"
+    );
+
+    // No trace of either value in Redis or in any API answer about the job and its runs.
+    let mut seen_text = redis_dump(&url, &prefix).await;
+    let missing_id = missing["id"].as_str().expect("id");
+    for path in [
+        format!("/jobs/{job}"),
+        format!("/jobs/{job}/runs"),
+        format!("/runs/{run}"),
+        format!("/runs/{run}/logs"),
+        format!("/runs/{missing_id}"),
+        format!("/runs/{missing_id}/logs"),
+        "/jobs?group=secret".to_owned(),
+        "/groups".to_owned(),
+        "/groups/secret/executors".to_owned(),
+        "/groups/secret/dead".to_owned(),
+        format!("/stats?job={job}"),
+    ] {
+        let a = api.call("GET", &path, None).await.expect("get");
+        assert_eq!(a.status, 200, "{path}: {:?}", a.body);
+        seen_text.push(a.body.to_string());
+    }
+    let job_answer = api
+        .call("GET", &format!("/jobs/{job}"), None)
+        .await
+        .expect("job");
+    assert_eq!(
+        job_answer.body["params"]["env"]["ENV_TOKEN"],
+        json!({"$secret": "ENV_TOKEN"}),
+        "the API shows the reference"
+    );
+    for text in &seen_text {
+        assert!(
+            !text.contains(&env_value) && !text.contains(&file_value),
+            "a secret value leaked: {text}"
+        );
+    }
 
     sched.shutdown().await;
     delete_prefix(&url, &prefix).await;

@@ -5,7 +5,8 @@ use dotjob_tests::{Api, InProcess, delete_prefix, raw_conn, shared_redis, unique
 use serde_json::{Value, json};
 
 /// Keys under `prefix`, but the scheduler replicas' own liveness registry (written by any
-/// running scheduler, whatever the requests).
+/// running scheduler, whatever the requests) and the audit trail (which records refused
+/// writes too).
 async fn keys(url: &str, prefix: &str) -> Vec<String> {
     let mut c = raw_conn(url).await;
     let mut k: Vec<String> = redis::cmd("KEYS")
@@ -13,8 +14,8 @@ async fn keys(url: &str, prefix: &str) -> Vec<String> {
         .query_async(&mut c)
         .await
         .expect("keys");
-    let schedulers = dotjob_shared::Keys::new(prefix).schedulers();
-    k.retain(|k| *k != schedulers);
+    let layout = dotjob_shared::Keys::new(prefix);
+    k.retain(|k| *k != layout.schedulers() && *k != layout.audit());
     k
 }
 

@@ -39,6 +39,14 @@ pub struct WorkerArgs {
     /// When set, folders a `shell` job's `cwd` must lie inside (comma-separated).
     #[arg(long, env = "DOTJOB_SHELL_CWD_ALLOW", value_delimiter = ',')]
     pub shell_cwd_allow: Vec<PathBuf>,
+    /// Where the `http` handler may connect (comma-separated host names, `*.domain`
+    /// suffixes, IPs, CIDR ranges, `public`); empty = any public address.
+    #[arg(long, env = "DOTJOB_HTTP_ALLOW", value_delimiter = ',')]
+    pub http_allow: Vec<String>,
+    /// File of secret values (`NAME=value` lines or a JSON object) for params'
+    /// `{"$secret": "NAME"}` references; `DOTJOB_SECRET_<NAME>` variables work without it.
+    #[arg(long, env = "DOTJOB_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl WorkerArgs {
@@ -74,6 +82,11 @@ impl WorkerArgs {
                     .cloned()
                     .collect(),
             },
+            http_allow: self.http_allow.clone(),
+            secrets_file: self
+                .secrets_file
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
         }
     }
 }

@@ -110,6 +110,8 @@ pub(crate) struct LogBuffer {
     pub(crate) lines: usize,
     pub(crate) bytes: usize,
     pub(crate) truncated: bool,
+    /// Hides the run's secret values in every line (set when the params reference secrets).
+    pub(crate) mask: Option<Arc<crate::secrets::Masker>>,
 }
 
 /// Most log lines kept per run.
@@ -124,7 +126,10 @@ impl LogBuffer {
         if self.truncated {
             return;
         }
-        let mut line = line.to_owned();
+        let mut line = match &self.mask {
+            Some(m) => m.mask(line),
+            None => line.to_owned(),
+        };
         if line.len() > LOG_LINE_MAX {
             let mut cut = LOG_LINE_MAX;
             while !line.is_char_boundary(cut) {
@@ -262,6 +267,13 @@ impl RunContext {
     pub fn log(&self, line: impl AsRef<str>) {
         if let Ok(mut b) = self.log.lock() {
             b.push(line.as_ref());
+        }
+    }
+
+    /// Masks `masker`'s values in every line logged from now on.
+    pub(crate) fn set_masker(&self, masker: Arc<crate::secrets::Masker>) {
+        if let Ok(mut b) = self.log.lock() {
+            b.mask = Some(masker);
         }
     }
 

@@ -37,6 +37,7 @@ pub mod handler;
 mod metrics;
 mod registry;
 mod runner;
+pub mod secrets;
 pub mod stock;
 pub mod telemetry;
 
@@ -63,6 +64,7 @@ pub struct WorkerBuilder {
     group: String,
     handlers: HashMap<String, Arc<dyn Handler>>,
     settings: Settings,
+    secrets: secrets::SecretSource,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -82,6 +84,7 @@ impl Worker {
             group: group.into(),
             handlers: HashMap::new(),
             settings: Settings::default(),
+            secrets: secrets::SecretSource::default(),
         }
     }
 
@@ -145,6 +148,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// The secrets file params' `{"$secret": "NAME"}` references are resolved from (before
+    /// `DOTJOB_SECRET_<NAME>` variables); see [`secrets`].
+    pub fn secrets_file(mut self, file: Option<std::path::PathBuf>) -> Self {
+        self.secrets.file = file;
+        self
+    }
+
     /// All settings at once.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
@@ -163,12 +173,19 @@ impl WorkerBuilder {
             "the reclaim time must be at least 300 ms"
         );
         anyhow::ensure!(!self.handlers.is_empty(), "register at least one handler");
+        self.secrets.check().map_err(anyhow::Error::msg)?;
+        let source = Arc::new(self.secrets);
+        let handlers = self
+            .handlers
+            .into_iter()
+            .map(|(name, h)| (name, secrets::guard(h, &source)))
+            .collect();
         Ok(Worker {
             runner: runner::Runner::new(
                 self.redis,
                 self.group,
                 dotjob_shared::process_id(),
-                self.handlers,
+                handlers,
                 self.settings,
             ),
         })

@@ -1,9 +1,12 @@
 //! Bearer-token access control of the admin API.
 //!
-//! Two tokens: `DOTJOB_ADMIN_TOKEN` may call everything, `DOTJOB_READ_TOKEN` only the
-//! operations that change nothing. Which operation needs which token is read from the
-//! OpenAPI document's per-operation `security` (built from the handlers' annotations), so
-//! the enforced rules and the documented ones are the same table; an operation the document
+//! Admin tokens may call everything, read tokens only the operations that change nothing.
+//! Tokens have names ([`super::tokens`]: `DOTJOB_ADMIN_TOKEN` is `admin`,
+//! `DOTJOB_READ_TOKEN` is `read`, more in `DOTJOB_TOKENS_FILE`); the name of the caller's
+//! token travels with the request and its answer as a [`CallerName`] (for the audit trail
+//! and per-token limits). Which operation needs which role is read from the OpenAPI
+//! document's per-operation `security` (built from the handlers' annotations), so the
+//! enforced rules and the documented ones are the same table; an operation the document
 //! does not know is treated as admin-only. With no token configured the API is open, which
 //! [`super::ApiOptions::check`] allows on loopback addresses only.
 //!
@@ -26,6 +29,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::tokens::{Role, TokenRegistry};
 
 /// Name of the admin token's security scheme in the OpenAPI document.
 pub const ADMIN_SCHEME: &str = "admin_token";
@@ -54,7 +58,7 @@ impl Secret {
     }
 
     /// Whether `presented`'s digest equals this token's, in constant time.
-    fn matches(&self, presented: &[u8; 32]) -> bool {
+    pub(crate) fn matches(&self, presented: &[u8; 32]) -> bool {
         self.digest.ct_eq(presented).into()
     }
 }
@@ -109,25 +113,10 @@ pub enum Access {
     Admin,
 }
 
-/// The configured tokens.
-#[derive(Clone, Debug, Default)]
-pub struct Tokens {
-    /// Calls everything.
-    pub admin: Option<Secret>,
-    /// Calls read operations only.
-    pub read: Option<Secret>,
-}
-
-impl Tokens {
-    /// No token configured: the API is open.
-    pub fn is_open(&self) -> bool {
-        self.admin.is_none() && self.read.is_none()
-    }
-}
-
-/// Access rules of every documented operation, by method and route template.
+/// Access rules and operation ids of every documented operation, by method and route
+/// template.
 #[derive(Debug, Default)]
-pub struct AccessTable(HashMap<(Method, String), Access>);
+pub struct AccessTable(HashMap<(Method, String), (Access, Option<String>)>);
 
 impl AccessTable {
     /// Reads the rules from an OpenAPI document (as JSON): an operation with an empty
@@ -144,23 +133,33 @@ impl AccessTable {
                 let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
                     continue;
                 };
-                map.insert((method, path.clone()), access_of(op));
+                let id = op
+                    .get("operationId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                map.insert((method, path.clone()), (access_of(op), id));
             }
         }
         Self(map)
     }
 
-    /// What `method` on route template `path` needs (HEAD as GET; unknown = admin).
-    pub fn access(&self, method: &Method, path: &str) -> Access {
+    fn entry(&self, method: &Method, path: &str) -> Option<&(Access, Option<String>)> {
         let method = if method == Method::HEAD {
             &Method::GET
         } else {
             method
         };
-        self.0
-            .get(&(method.clone(), path.to_owned()))
-            .copied()
-            .unwrap_or(Access::Admin)
+        self.0.get(&(method.clone(), path.to_owned()))
+    }
+
+    /// What `method` on route template `path` needs (HEAD as GET; unknown = admin).
+    pub fn access(&self, method: &Method, path: &str) -> Access {
+        self.entry(method, path).map_or(Access::Admin, |e| e.0)
+    }
+
+    /// The documented operation id of `method` on route template `path`.
+    pub fn operation(&self, method: &Method, path: &str) -> Option<&str> {
+        self.entry(method, path).and_then(|e| e.1.as_deref())
     }
 }
 
@@ -179,20 +178,27 @@ pub(crate) fn access_of(op: &Value) -> Access {
     }
 }
 
+/// The name of the token a request came with (`anonymous` when the API is open); set on
+/// the request (for handlers) and on its answer (for the audit trail).
+#[derive(Clone, Debug)]
+pub struct CallerName(pub Arc<str>);
+
+/// Name recorded for requests to an open API (no tokens configured).
+pub const ANONYMOUS: &str = "anonymous";
+
 /// What the access middleware needs.
 #[derive(Debug)]
 pub struct Guard {
     /// The configured tokens.
-    pub tokens: Tokens,
+    pub tokens: Arc<TokenRegistry>,
     /// Rules per operation.
-    pub table: AccessTable,
+    pub table: Arc<AccessTable>,
 }
 
 /// Who a request's credentials say it is.
 #[derive(Debug, PartialEq, Eq)]
 enum Caller {
-    Admin,
-    Reader,
+    Known(Arc<str>, Role),
     Nobody,
     Invalid,
 }
@@ -211,24 +217,19 @@ impl Guard {
         let Some(token) = token else {
             return Caller::Invalid;
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Both comparisons always run, so timing says nothing about which one matched.
-        let admin = self
-            .tokens
-            .admin
-            .as_ref()
-            .is_some_and(|s| s.matches(&digest));
-        let read = self
-            .tokens
-            .read
-            .as_ref()
-            .is_some_and(|s| s.matches(&digest));
-        match (admin, read) {
-            (true, _) => Caller::Admin,
-            (false, true) => Caller::Reader,
-            _ => Caller::Invalid,
+        match self.tokens.identify(token) {
+            Some((name, role)) => Caller::Known(name, role),
+            None => Caller::Invalid,
         }
     }
+}
+
+/// Runs the request as `name`: marks the request and its answer with the caller's name.
+async fn run_as(name: Arc<str>, mut req: Request, next: Next) -> Response {
+    req.extensions_mut().insert(CallerName(name.clone()));
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(CallerName(name));
+    resp
 }
 
 /// Checks the caller's token against what the matched operation needs.
@@ -240,19 +241,29 @@ pub async fn require(
 ) -> Response {
     let path = matched.as_ref().map_or("", MatchedPath::as_str);
     let access = guard.table.access(req.method(), path);
-    if access == Access::Public || guard.tokens.is_open() {
+    if access == Access::Public {
         return next.run(req).await;
     }
+    if guard.tokens.is_open() {
+        return run_as(ANONYMOUS.into(), req, next).await;
+    }
     match (guard.caller(&req), access) {
-        (Caller::Admin, _) | (Caller::Reader, Access::Read) => next.run(req).await,
-        (Caller::Reader, _) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the read-only token cannot change anything; use the admin token",
-        )
-        .into_response(),
+        (Caller::Known(name, Role::Admin), _) | (Caller::Known(name, Role::Read), Access::Read) => {
+            run_as(name, req, next).await
+        }
+        (Caller::Known(name, _), _) => {
+            tracing::warn!(token = %name, method = %req.method(), path, "a read token tried to change something; refused");
+            let mut resp = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a read-only token cannot change anything; use an admin token",
+            )
+            .into_response();
+            resp.extensions_mut().insert(CallerName(name));
+            resp
+        }
         (Caller::Nobody, _) => ApiError::unauthorized(
-            "send `Authorization: Bearer <token>` (DOTJOB_ADMIN_TOKEN, or DOTJOB_READ_TOKEN for reads)",
+            "send `Authorization: Bearer <token>` (an admin token, or a read token for reads)",
             false,
         )
         .into_response(),

@@ -7,17 +7,19 @@
 //! event per line (`id` = the line's `next`, so `Last-Event-ID` resumes), then one `end`
 //! event when the run is final. Following polls Redis every [`FOLLOW_POLL`]; the status is
 //! read before the lines, so the lines flushed before the final status are always sent
-//! before `end`.
+//! before `end`. Open follow streams are bounded per process and per token
+//! ([`super::limits::FollowLimits`]): beyond, a 429.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use dotjob_shared::Store;
 use dotjob_shared::model::run::{Run, RunStatus};
 use futures::Stream;
@@ -26,8 +28,10 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::auth::{ANONYMOUS, CallerName};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::limits::{FollowLimits, FollowPermit};
 use super::schema;
 
 /// How often a follower looks for new lines.
@@ -84,10 +88,13 @@ fn is_complete(run: &Run) -> bool {
             content((Logs = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "Bad query parameter", body = schema::ErrorBody),
         (status = 404, description = "No such run", body = schema::ErrorBody),
+        (status = 429, description = "Too many log-follow streams open (on this server, or for this token)", body = schema::ErrorBody),
     ),
     security(("read_token" = []), ("admin_token" = [])))]
 pub async fn logs(
     State(s): State<AppState>,
+    Extension(limits): Extension<Arc<FollowLimits>>,
+    caller: Option<Extension<CallerName>>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
     headers: HeaderMap,
@@ -100,13 +107,15 @@ pub async fn logs(
     }
     let run = s.store.get_run(&id).await?;
     if q.follow == Some(true) {
+        let token = caller.map_or_else(|| ANONYMOUS.into(), |Extension(CallerName(n))| n);
+        let permit = limits.acquire(token)?;
         let resume = headers
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|n| *n <= FROM_MAX);
         let from = resume.or(q.from).unwrap_or(0);
-        let stream = follow(s.store.clone(), id, from);
+        let stream = follow(s.store.clone(), id, from, permit);
         return Ok(Sse::new(stream)
             .keep_alive(KeepAlive::default())
             .into_response());
@@ -133,6 +142,8 @@ struct Follower {
     first: bool,
     errors: u32,
     started: Instant,
+    /// This stream's place under the follow bounds, freed when the stream is dropped.
+    _permit: FollowPermit,
 }
 
 impl Follower {
@@ -195,6 +206,7 @@ fn follow(
     store: Store,
     run_id: String,
     from: usize,
+    permit: FollowPermit,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let state = Follower {
         store,
@@ -205,6 +217,7 @@ fn follow(
         first: true,
         errors: 0,
         started: Instant::now(),
+        _permit: permit,
     };
     futures::stream::unfold(state, |mut f| async move {
         loop {

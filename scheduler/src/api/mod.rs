@@ -6,8 +6,8 @@
 //! `utoipa_axum`, so each handler's `#[utoipa::path]` annotation is both its route and its
 //! entry in the OpenAPI document ([`document`]); access control reads the document.
 //!
-//! Layers, outermost first: CORS (only when configured), 5xx logging, panic → 500, then per
-//! route the token check.
+//! Layers, outermost first: CORS (only when configured), 5xx logging, the query-size cap,
+//! panic → 500, then per route the audit trail of admin writes and the token check.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -24,11 +24,13 @@ use utoipa_axum::routes;
 
 use crate::engine::Engine;
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
 mod groups;
 mod jobs;
+pub mod limits;
 mod logs;
 pub mod openapi;
 mod options;
@@ -36,6 +38,7 @@ mod runs;
 mod schedule;
 pub mod schema;
 mod stats;
+pub mod tokens;
 
 pub use error::ApiError;
 pub use options::ApiOptions;
@@ -115,6 +118,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::requeue))
         .routes(routes!(stats::stats))
         .routes(routes!(schedule::preview))
+        .routes(routes!(audit::list))
         .routes(routes!(openapi::document))
 }
 
@@ -149,20 +153,31 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, opts: &ApiOptions) -> Router {
     let redis = state.store.redis().clone();
     let doc: serde_json::Value = serde_json::from_str(openapi::json()).unwrap_or_default();
+    let table = Arc::new(auth::AccessTable::from_openapi(&doc));
     let guard = Arc::new(auth::Guard {
-        tokens: opts.tokens(),
-        table: auth::AccessTable::from_openapi(&doc),
+        tokens: Arc::new(tokens::TokenRegistry::load_or_closed(opts)),
+        table: table.clone(),
     });
     let ready = lease_detail(state.engine.leases().clone());
+    let auditor = Arc::new(audit::Auditor {
+        store: state.store.clone(),
+        table,
+        maxlen: opts.security.audit_maxlen,
+    });
+    let follow =
+        limits::FollowLimits::new(opts.security.follow_max, opts.security.follow_max_per_token);
     let (routes, _) = app_routes().split_for_parts();
     let app = routes
         .route_layer(middleware::from_fn_with_state(guard, auth::require))
+        .route_layer(middleware::from_fn_with_state(auditor, audit::record))
+        .layer(axum::Extension(follow))
         .with_state(state)
         .layer(middleware::from_fn(crate::metrics::count_requests))
         .merge(dotjob_worker::telemetry::router_with(redis, Some(ready)))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(panic_answer))
+        .layer(middleware::from_fn(limits::cap_query))
         .layer(middleware::from_fn(log_server_errors));
     match opts.cors_layer() {
         Some(cors) => app.layer(cors),

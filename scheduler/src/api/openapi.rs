@@ -131,6 +131,7 @@ impl Modify for SharedAnswers {
             {
                 let access = serde_json::to_value(&*op)
                     .map_or(Access::Admin, |v| super::auth::access_of(&v));
+                add(op, "414", "Query string over 8 KiB");
                 if access == Access::Public {
                     continue;
                 }

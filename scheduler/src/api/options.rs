@@ -1,12 +1,15 @@
-//! How the admin API is exposed: its tokens and its CORS origins, checked against the
-//! address it listens on before anything starts.
+//! How the admin API is exposed: its tokens, its CORS origins and its security settings
+//! (tokens file, audit trail, abuse bounds), checked against the address it listens on
+//! before anything starts.
 
 use std::net::SocketAddr;
 
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::auth::{Secret, Tokens};
+use super::auth::Secret;
+use super::limits::SecurityOptions;
+use super::tokens::TokenRegistry;
 
 /// Exposure settings of the admin API.
 #[derive(Clone, Debug, Default)]
@@ -18,15 +21,18 @@ pub struct ApiOptions {
     /// `DOTJOB_CORS_ORIGINS`: browser origins allowed to call the API (`*` for any); empty
     /// = no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Named tokens file, audit trail bound, log-follow bounds.
+    pub security: SecurityOptions,
 }
 
 impl ApiOptions {
-    /// The configured tokens.
-    pub fn tokens(&self) -> Tokens {
-        Tokens {
-            admin: self.admin_token.clone(),
-            read: self.read_token.clone(),
-        }
+    /// The configured tokens (the two variables and the tokens file, read now).
+    pub fn tokens(&self) -> Result<TokenRegistry, String> {
+        TokenRegistry::load(
+            self.admin_token.clone(),
+            self.read_token.clone(),
+            self.security.tokens_file.clone(),
+        )
     }
 
     /// Refuses settings that would expose the API by accident, in one line for the
@@ -41,18 +47,23 @@ impl ApiOptions {
                 t.check().map_err(|e| format!("{name}: {e}"))?;
             }
         }
-        if self.admin_token.is_none() && !listen.ip().is_loopback() {
+        let tokens = self.tokens()?;
+        if !tokens.has_admin() && !listen.ip().is_loopback() {
             return Err(format!(
-                "refusing to serve the admin API on {listen} without DOTJOB_ADMIN_TOKEN: set it \
-                 (and DOTJOB_READ_TOKEN for read-only access), or listen on a loopback address"
+                "refusing to serve the admin API on {listen} without DOTJOB_ADMIN_TOKEN (or an \
+                 admin token in DOTJOB_TOKENS_FILE): set it (and DOTJOB_READ_TOKEN for read-only \
+                 access), or listen on a loopback address"
             ));
         }
-        if self.read_token.is_some() && self.admin_token.is_none() {
+        if tokens.has_read() && !tokens.has_admin() {
             return Err(
-                "DOTJOB_READ_TOKEN is set but DOTJOB_ADMIN_TOKEN is not: set both, or neither \
-                 (open API, loopback only)"
+                "DOTJOB_READ_TOKEN is set but DOTJOB_ADMIN_TOKEN is not (nor an admin token in \
+                 DOTJOB_TOKENS_FILE): set both, or neither (open API, loopback only)"
                     .to_owned(),
             );
+        }
+        if self.security.tokens_file.is_some() && !tokens.has_admin() && !tokens.has_read() {
+            return Err("DOTJOB_TOKENS_FILE holds no token".to_owned());
         }
         if let (Some(a), Some(r)) = (&self.admin_token, &self.read_token)
             && a.expose() == r.expose()
@@ -113,7 +124,7 @@ mod tests {
         ApiOptions {
             admin_token: admin.map(Secret::new),
             read_token: read.map(Secret::new),
-            cors_origins: vec![],
+            ..ApiOptions::default()
         }
     }
 

@@ -141,7 +141,7 @@ async fn tokens_are_checked_before_any_handler() {
     let opts = ApiOptions {
         admin_token: Some(Secret::new("admin-secret")),
         read_token: Some(Secret::new("read-secret")),
-        cors_origins: vec![],
+        ..ApiOptions::default()
     };
     let app = super::router_with(state(), &opts);
     let (s, b) = send(&app, Method::GET, "/api/v1/jobs", None).await;

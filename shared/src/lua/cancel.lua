@@ -1,6 +1,13 @@
--- Cancels a run by hand (see `cancel_run` in the prelude).
--- KEYS[1] group prefix
--- ARGV[1] group, ARGV[2] run id, ARGV[3] events channel
--- Returns "cancelled", "cancelling", "final:<status>" when it had already ended, or "" when
--- it does not exist.
-return cancel_run(KEYS[1], ARGV[1], ARGV[2], ARGV[3], 'cancelled on request', now_ms())
+-- Cancels a run by hand (`cancel_run` in the prelude does the work).
+-- KEYS[1]  group prefix
+-- ARGV[1]  group name
+-- ARGV[2]  run id
+-- ARGV[3]  events channel (the executor holding a running run is told there)
+-- Reads:   run record (F_STATUS, F_RETRY_AT, F_ENTRY); the stream's pending list;
+--          inflight (the run's job)
+-- Writes:  run record (F_STATUS, F_FINISHED_AT, F_ERROR; deletes F_RETRY_AT); stream (XDEL a
+--          queued entry, XACK one waiting for a retry); retry, active, inflight (releases
+--          the job's marker if this run holds it); cancel (run -> reason, for a held run)
+-- Reply:   "cancelled" (at once), "cancelling" (its executor was asked), "final:<status>"
+--          (it had already ended), or "" (no such run).
+return cancel_run(P, ARGV[1], ARGV[2], ARGV[3], 'cancelled on request', now_ms())

@@ -1,19 +1,28 @@
 -- Takes over runs due for another attempt, and runs whose worker died (invariants 4, 6).
--- KEYS[1] group prefix
--- ARGV[1] consumer, ARGV[2] lease ms, ARGV[3] most entries, ARGV[4] XAUTOCLAIM cursor,
--- ARGV[5] "1" to run the XAUTOCLAIM step, "0" for due retries only
--- Returns {next cursor, {{entry id, delivery count, {field, value, ...}}, ...}, lost}.
--- The delivery count is the attempt number. Entries Redis reports deleted while pending
--- become `lost` runs. An entry waiting out its retry backoff is left pending: if
--- XAUTOCLAIM took it because its idle time passed the lease, its delivery count is restored.
-local P = KEYS[1]
+-- KEYS[1]  group prefix
+-- ARGV[1]  consumer (the claiming worker)
+-- ARGV[2]  lease ms: an entry idle longer belongs to a worker that stopped touching it
+-- ARGV[3]  most entries to claim
+-- ARGV[4]  XAUTOCLAIM cursor ("0-0" to start over)
+-- ARGV[5]  "1" to run the XAUTOCLAIM step, "0" for due retries only
+-- Reads:   retry (entry -> due instant); the stream's pending list; active (to find the run
+--          of a lost entry); run record (existence)
+-- Writes:  the pending list (XCLAIM / XAUTOCLAIM to this consumer); retry (due entries
+--          leave it); for an entry Redis reports deleted while pending: run record (F_STATUS
+--          'lost', F_FINISHED_AT, F_ERROR; deletes F_RETRY_AT), active, inflight (releases
+--          the job's marker if the run holds it)
+-- Reply:   {next cursor, {{entry id, delivery count, {field, value, ...}}, ...}, lost count}.
+--          The delivery count is the attempt number. An entry waiting out its retry backoff
+--          is left pending: if XAUTOCLAIM took it because its idle time passed the lease,
+--          its delivery count is restored.
 local me, lease, count, cursor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local stream = P .. 'stream'
+local stream = P .. K_STREAM
+local retry = P .. K_RETRY
 local now = now_ms()
 local out, lost = {}, 0
 
 local function pending(id)
-  return redis.call('XPENDING', stream, 'workers', id, id, 1)[1]
+  return redis.call('XPENDING', stream, CONSUMER_GROUP, id, id, 1)[1]
 end
 
 -- The run an entry belongs to: `active` maps run -> entry, so search it (lost entries are
@@ -21,7 +30,7 @@ end
 local function run_of(entry)
   local cursor = '0'
   repeat
-    local r = redis.call('HSCAN', P .. 'active', cursor, 'COUNT', 1000)
+    local r = redis.call('HSCAN', P .. K_ACTIVE, cursor, 'COUNT', 1000)
     cursor = r[1]
     for k = 1, #r[2], 2 do
       if r[2][k + 1] == entry then return r[2][k] end
@@ -32,15 +41,19 @@ end
 
 local function mark_lost(id)
   local run = run_of(id)
-  if run then redis.call('HDEL', P .. 'active', run) end
-  redis.call('ZREM', P .. 'retry', id)
+  if run then redis.call('HDEL', P .. K_ACTIVE, run) end
+  redis.call('ZREM', retry, id)
   if run then
-    local rk = P .. 'run:' .. run
+    local rk = P .. K_RUN .. run
     if redis.call('EXISTS', rk) == 1 then
-      redis.call('HSET', rk, 'status', 'lost', 'finished_at', now,
-        'error', 'stream entry ' .. id .. ' was deleted while pending')
-      redis.call('HDEL', rk, 'retry_at')
-      redis.call('HDEL', P .. 'inflight', redis.call('HGET', rk, 'job_id') or '')
+      redis.call('HSET', rk, F_STATUS, 'lost', F_FINISHED_AT, now,
+        F_ERROR, 'stream entry ' .. id .. ' was deleted while pending')
+      redis.call('HDEL', rk, F_RETRY_AT)
+      -- Its job's in-flight marker, if it holds it (a run id starts with its job id).
+      local job = string.match(run, '^[^-]+')
+      if redis.call('HGET', P .. K_INFLIGHT, job) == run then
+        redis.call('HDEL', P .. K_INFLIGHT, job)
+      end
     end
   end
   lost = lost + 1
@@ -52,11 +65,11 @@ local function emit(e)
 end
 
 -- 1. Retries whose backoff has passed.
-local due = redis.call('ZRANGE', P .. 'retry', '-inf', now, 'BYSCORE', 'LIMIT', 0, count)
+local due = redis.call('ZRANGE', retry, '-inf', now, 'BYSCORE', 'LIMIT', 0, count)
 for _, id in ipairs(due) do
-  redis.call('ZREM', P .. 'retry', id)
+  redis.call('ZREM', retry, id)
   if pending(id) then
-    local got = redis.call('XCLAIM', stream, 'workers', me, 0, id)
+    local got = redis.call('XCLAIM', stream, CONSUMER_GROUP, me, 0, id)
     if got[1] and got[1][2] then emit(got[1]) else mark_lost(id) end
   end
 end
@@ -64,17 +77,17 @@ end
 -- 2. Entries idle past the lease: their worker stopped touching them.
 local next_cursor = '0-0'
 if ARGV[5] == '1' and #out < count then
-  local res = redis.call('XAUTOCLAIM', stream, 'workers', me, lease, cursor, 'COUNT',
+  local res = redis.call('XAUTOCLAIM', stream, CONSUMER_GROUP, me, lease, cursor, 'COUNT',
     count - #out)
   next_cursor = res[1]
   for _, e in ipairs(res[2]) do
-    local rs = redis.call('ZSCORE', P .. 'retry', e[1])
+    local rs = redis.call('ZSCORE', retry, e[1])
     if rs and tonumber(rs) > now then
       local p = pending(e[1])
-      redis.call('XCLAIM', stream, 'workers', me, 0, e[1], 'RETRYCOUNT',
+      redis.call('XCLAIM', stream, CONSUMER_GROUP, me, 0, e[1], 'RETRYCOUNT',
         math.max((p and p[4] or 1) - 1, 0), 'JUSTID')
     else
-      if rs then redis.call('ZREM', P .. 'retry', e[1]) end
+      if rs then redis.call('ZREM', retry, e[1]) end
       emit(e)
     end
   end

@@ -1,27 +1,32 @@
 -- Deletes a job, its schedule entry and its run history.
--- KEYS[1] group prefix, KEYS[2] job index hash, KEYS[3] job id set
--- ARGV[1] job id
--- Runs of the job still in the stream are acknowledged and their entries deleted, so a
--- worker finishing one afterwards records nothing.
--- Returns 1 if the job existed.
-local P = KEYS[1]
+-- KEYS[1]  group prefix
+-- KEYS[2]  job index hash (job id -> group)
+-- KEYS[3]  job id set
+-- ARGV[1]  job id
+-- Reads:   runs:<job> (the job's runs); active (their unacknowledged entries)
+-- Writes:  deletes job:<id>, its schedule / jobs / inflight members, its job index and job id
+--          set members, its run records, logs and run index; its runs still in the stream
+--          are acknowledged and their entries deleted (so a worker finishing one afterwards
+--          records nothing), and leave retry and active
+-- Reply:   1 if the job existed, else 0.
 local id = ARGV[1]
-if redis.call('DEL', P .. 'job:' .. id) == 0 then return 0 end
-redis.call('ZREM', P .. 'schedule', id)
-redis.call('ZREM', P .. 'jobs', id)
-redis.call('HDEL', P .. 'inflight', id)
+if redis.call('DEL', P .. K_JOB .. id) == 0 then return 0 end
+redis.call('ZREM', P .. K_SCHEDULE, id)
+redis.call('ZREM', P .. K_JOBS, id)
+redis.call('HDEL', P .. K_INFLIGHT, id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
-local runs = redis.call('ZRANGE', P .. 'runs:' .. id, 0, -1)
-for _, r in ipairs(runs) do
-  local entry = redis.call('HGET', P .. 'active', r)
+local stream = P .. K_STREAM
+local runs_key = P .. K_RUNS .. id
+for _, r in ipairs(redis.call('ZRANGE', runs_key, 0, -1)) do
+  local entry = redis.call('HGET', P .. K_ACTIVE, r)
   if entry then
-    redis.call('XACK', P .. 'stream', 'workers', entry)
-    redis.call('XDEL', P .. 'stream', entry)
-    redis.call('ZREM', P .. 'retry', entry)
-    redis.call('HDEL', P .. 'active', r)
+    redis.call('XACK', stream, CONSUMER_GROUP, entry)
+    redis.call('XDEL', stream, entry)
+    redis.call('ZREM', P .. K_RETRY, entry)
+    redis.call('HDEL', P .. K_ACTIVE, r)
   end
-  redis.call('DEL', P .. 'run:' .. r, P .. 'log:' .. r)
+  redis.call('DEL', P .. K_RUN .. r, P .. K_LOG .. r)
 end
-redis.call('DEL', P .. 'runs:' .. id)
+redis.call('DEL', runs_key)
 return 1

@@ -1,19 +1,23 @@
 -- Due ticks of one group, on the Redis clock (invariant 1).
--- KEYS[1] group prefix "<prefix>:{<group>}:"
--- ARGV[1] most jobs to return, ARGV[2] how far ahead of now to look (ms: ticks are fired
--- that much early, and start at their instant)
--- Returns {now, next score or "", {job id, score, version, ...}}: the jobs whose next fire
--- instant is due (or within the look-ahead), with the version of their definition so
--- callers can use a cache.
-local P = KEYS[1]
+-- KEYS[1]  group prefix
+-- ARGV[1]  most jobs to return
+-- ARGV[2]  how far ahead of now to look (ms: ticks are fired that much early, and start at
+--          their instant)
+-- Reads:   schedule (job id -> next fire instant); job:<id> (field `version`)
+-- Writes:  nothing
+-- Reply:   {now, next score or "", {job id, score, version or "", ...}}: the jobs whose next
+--          fire instant is due (or within the look-ahead), with the version of their
+--          definition so callers can use a cache ("" when the definition is gone), and the
+--          earliest score of all.
 local now = now_ms()
-local due = redis.call('ZRANGE', P .. 'schedule', '-inf', now + tonumber(ARGV[2] or '0'),
+local schedule = P .. K_SCHEDULE
+local due = redis.call('ZRANGE', schedule, '-inf', now + tonumber(ARGV[2] or '0'),
   'BYSCORE', 'LIMIT', 0, tonumber(ARGV[1]), 'WITHSCORES')
 local out = {}
 for i = 1, #due, 2 do
   out[#out + 1] = due[i]
   out[#out + 1] = due[i + 1]
-  out[#out + 1] = redis.call('HGET', P .. 'job:' .. due[i], 'version') or ''
+  out[#out + 1] = redis.call('HGET', P .. K_JOB .. due[i], 'version') or ''
 end
-local first = redis.call('ZRANGE', P .. 'schedule', 0, 0, 'WITHSCORES')
+local first = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
 return {tostring(now), first[2] or '', out}

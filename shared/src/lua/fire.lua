@@ -1,35 +1,42 @@
 -- Fires ticks of one group atomically: exactly-once enqueue per tick (invariant 2).
--- KEYS[1] group prefix
--- ARGV[1] group name
--- ARGV[2] fencing token "<replica>|<epoch>" that must hold the group lease, or "" for none
--- ARGV[3] events channel (to tell executors about runs cancelled by `replace`)
--- ARGV[4] how early a tick may be fired (ms; it starts at its instant, on the workers)
+-- KEYS[1]  group prefix
+-- ARGV[1]  group name
+-- ARGV[2]  fencing token "<replica>|<epoch>" that must hold the group lease, or "" for none
+-- ARGV[3]  events channel (to tell executors about runs cancelled by `replace`)
+-- ARGV[4]  how early a tick may be fired (ms; it starts at its instant, on the workers)
 -- ARGV[5..] per job: id, expected score, next score ("" = unschedule), version, options,
---   n, then n ticks; a tick "~<ms>" is recorded `skipped` (misfire skip) instead of fired.
---   options: concurrency policy (a = allow, f = forbid, r = replace), then "1" when the
---   schedule is exhausted (the job then disables itself, like a fired @once), then "s" for a
---   sharded job, whose ticks are followed by its shard count N and N shard parameters (JSON,
---   "" for none): each tick becomes N runs `<id>-<tick>-s<k>`.
+--          n, then n ticks; a tick "~<ms>" is recorded `skipped` (misfire skip) instead of
+--          fired. options: the concurrency policy (a = allow, f = forbid, r = replace), then
+--          "1" when the schedule is exhausted (the job then disables itself, like a fired
+--          @once) or "0", then "s" for a sharded job, whose ticks are followed by its shard
+--          count N and N shard parameters (JSON, "" for none): each tick becomes N runs
+--          `<id>-<tick>-s<k>`.
 -- A job is fired only if its schedule score still equals the expected one and is due on the
--- Redis clock (within the allowed look-ahead); the score then moves to the next fire instant. A tick already in the job's
--- run index is a replay and is not enqueued again (`ZADD NX` is both check and index).
--- Commands that take many members (ZMSCORE, ZADD, ZREM, HSET) are issued once per call. A
--- stream entry carries the run id (which names the job and the tick) and the job version;
--- the run record holds only what cannot be derived.
--- Returns {"ok"|"fenced", fired, stale}.
-local P = KEYS[1]
+-- Redis clock (within the allowed look-ahead); the score then moves to the next fire
+-- instant. A tick already in the job's run index is a replay and is not enqueued again
+-- (`ZADD NX` is both check and index). Commands that take many members (ZMSCORE, ZADD, ZREM,
+-- HSET) are issued once per call.
+-- Reads:   lease (owner, epoch, expires: the fence); schedule; inflight and the in-flight
+--          run's record (overlap policies); job:<id> (`enabled`, when exhausted)
+-- Writes:  runs:<job> (tick index); the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS,
+--          E_SHARD_PARAM per shard); run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
+--          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM; or F_STATUS 'skipped' with
+--          F_FINISHED_AT and F_ERROR); active; inflight (forbid / replace); schedule (next
+--          score or removal); job:<id> (`enabled` false, `updated_at`, `version` + 1 when
+--          exhausted); a `replace` cancels the run in flight (see cancel_run)
+-- Reply:   {"ok" | "fenced", runs fired, jobs skipped as stale (fired or changed elsewhere)}
 local group, token, channel = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local horizon = now + tonumber(ARGV[4])
 if token ~= '' then
   local sep = string.find(token, '|', 1, true)
   local owner, epoch = string.sub(token, 1, sep - 1), string.sub(token, sep + 1)
-  local l = redis.call('HMGET', P .. 'lease', 'owner', 'epoch', 'expires')
+  local l = redis.call('HMGET', P .. K_LEASE, 'owner', 'epoch', 'expires')
   if l[1] ~= owner or l[2] ~= epoch or tonumber(l[3] or '0') < now then
     return {'fenced', 0, 0}
   end
 end
-local stream = P .. 'stream'
+local stream = P .. K_STREAM
 
 -- Every job's current score in one call.
 local ids = {}
@@ -41,15 +48,15 @@ while i <= #ARGV do
   if sharded then i = i + 1 + tonumber(ARGV[i]) end
 end
 if #ids == 0 then return {'ok', 0, 0} end
-local scores = redis.call('ZMSCORE', P .. 'schedule', unpack(ids))
+local scores = redis.call('ZMSCORE', P .. K_SCHEDULE, unpack(ids))
 
 local fired, stale = 0, 0
 local active, inflight, reschedule, unschedule = {}, {}, {}, {}
 local fired_now = {} -- job id -> run fired by this call (for overlap policies)
 
 local function record(rk, version, status, err)
-  redis.call('HSET', rk, 'status', status, 'v', version, 'finished_at', now,
-    'fired_by', token, 'error', err)
+  redis.call('HSET', rk, F_STATUS, status, F_VERSION, version, F_FINISHED_AT, now,
+    F_FIRED_BY, token, F_ERROR, err)
 end
 
 local j = 0
@@ -66,28 +73,31 @@ while i <= #ARGV do
   if (not score) or tonumber(score) ~= expected or expected > horizon then
     stale = stale + 1
   else
+    local index = P .. K_RUNS .. id
     for k = 0, n - 1 do
       local tick = ARGV[i + k]
       local skipped = string.sub(tick, 1, 1) == '~'
       if skipped then tick = string.sub(tick, 2) end
       local run = id .. '-' .. tick
-      local rk = P .. 'run:' .. run
+      local rk = P .. K_RUN .. run
       if shards > 0 and not skipped then
         -- One run per shard; the first shard's index entry is the replay check.
-        local index = P .. 'runs:' .. id
         if redis.call('ZADD', index, 'NX', tick, run .. '-s0') == 1 then
           for s = 0, shards - 1 do
             local srun = run .. '-s' .. s
             local sp = ARGV[i + n + 1 + s]
             local e
             if sp == '' then
-              e = redis.call('XADD', stream, '*', 'run', srun, 'v', version, 'shard', s, 'shards', shards)
-              redis.call('HSET', rk .. '-s' .. s, 'status', 'queued', 'entry', e, 'v', version,
-                'fired_by', token, 'shard', s, 'shards', shards)
+              e = redis.call('XADD', stream, '*', E_RUN, srun, E_VERSION, version,
+                E_SHARD, s, E_SHARDS, shards)
+              redis.call('HSET', rk .. '-s' .. s, F_STATUS, 'queued', F_ENTRY, e,
+                F_VERSION, version, F_FIRED_BY, token, F_SHARD, s, F_SHARDS, shards)
             else
-              e = redis.call('XADD', stream, '*', 'run', srun, 'v', version, 'shard', s, 'shards', shards, 'sp', sp)
-              redis.call('HSET', rk .. '-s' .. s, 'status', 'queued', 'entry', e, 'v', version,
-                'fired_by', token, 'shard', s, 'shards', shards, 'shard_param', sp)
+              e = redis.call('XADD', stream, '*', E_RUN, srun, E_VERSION, version,
+                E_SHARD, s, E_SHARDS, shards, E_SHARD_PARAM, sp)
+              redis.call('HSET', rk .. '-s' .. s, F_STATUS, 'queued', F_ENTRY, e,
+                F_VERSION, version, F_FIRED_BY, token, F_SHARD, s, F_SHARDS, shards,
+                F_SHARD_PARAM, sp)
             end
             if s > 0 then redis.call('ZADD', index, tick, srun) end
             active[#active + 1] = srun
@@ -95,10 +105,10 @@ while i <= #ARGV do
             fired = fired + 1
           end
         end
-      elseif redis.call('ZADD', P .. 'runs:' .. id, 'NX', tick, run) == 1 then
+      elseif redis.call('ZADD', index, 'NX', tick, run) == 1 then
         local current = false
         if policy ~= 'a' then
-          current = fired_now[id] or redis.call('HGET', P .. 'inflight', id)
+          current = fired_now[id] or redis.call('HGET', P .. K_INFLIGHT, id)
           if current and not run_active(P, current) then current = false end
         end
         if skipped then
@@ -109,8 +119,9 @@ while i <= #ARGV do
           if current then
             cancel_run(P, group, current, channel, 'replaced by run ' .. run, now)
           end
-          local e = redis.call('XADD', stream, '*', 'run', run, 'v', version)
-          redis.call('HSET', rk, 'status', 'queued', 'entry', e, 'v', version, 'fired_by', token)
+          local e = redis.call('XADD', stream, '*', E_RUN, run, E_VERSION, version)
+          redis.call('HSET', rk, F_STATUS, 'queued', F_ENTRY, e, F_VERSION, version,
+            F_FIRED_BY, token)
           active[#active + 1] = run
           active[#active + 1] = e
           if policy ~= 'a' then
@@ -124,7 +135,7 @@ while i <= #ARGV do
     end
     if nextv == '' then
       unschedule[#unschedule + 1] = id
-      local jk = P .. 'job:' .. id
+      local jk = P .. K_JOB .. id
       if exhausted == '1' and redis.call('HGET', jk, 'enabled') == 'true' then
         redis.call('HSET', jk, 'enabled', 'false', 'updated_at', now)
         redis.call('HINCRBY', jk, 'version', 1)
@@ -137,8 +148,8 @@ while i <= #ARGV do
   i = i + n
   if shards > 0 then i = i + 1 + shards end
 end
-if #reschedule > 0 then redis.call('ZADD', P .. 'schedule', unpack(reschedule)) end
-if #unschedule > 0 then redis.call('ZREM', P .. 'schedule', unpack(unschedule)) end
-if #active > 0 then redis.call('HSET', P .. 'active', unpack(active)) end
-if #inflight > 0 then redis.call('HSET', P .. 'inflight', unpack(inflight)) end
+if #reschedule > 0 then redis.call('ZADD', P .. K_SCHEDULE, unpack(reschedule)) end
+if #unschedule > 0 then redis.call('ZREM', P .. K_SCHEDULE, unpack(unschedule)) end
+if #active > 0 then redis.call('HSET', P .. K_ACTIVE, unpack(active)) end
+if #inflight > 0 then redis.call('HSET', P .. K_INFLIGHT, unpack(inflight)) end
 return {'ok', fired, stale}

@@ -1,16 +1,19 @@
 -- Acquires, renews or releases a group's scheduling lease. The epoch grows with every new
 -- holder and is the fencing token `fire.lua` checks (invariant 2 with many replicas).
--- KEYS[1] group prefix
--- ARGV[1] replica id, ARGV[2] ttl ms, ARGV[3] "acquire" | "release",
--- ARGV[4] "1" when this replica is the one chosen for the group, "0" otherwise
+-- KEYS[1]  group prefix
+-- ARGV[1]  replica id
+-- ARGV[2]  ttl ms
+-- ARGV[3]  "acquire" | "release"
+-- ARGV[4]  "1" when this replica is the one chosen for the group, "0" otherwise
 -- A lease moves only when it is free or expired; an unchosen replica takes an expired one
 -- only after a further ttl (the chosen one may just be starting). A chosen replica finding
 -- the lease held by another records itself in `want`; the holder hands the lease over on its
 -- next renewal. A replica that died never asks, so its groups are never handed to it.
--- Returns {epoch held (0 = not ours), holder, expires, want}.
-local P = KEYS[1]
+-- Reads:   lease (owner, epoch, expires, want)
+-- Writes:  lease (owner, expires; epoch + 1 on a new holder; want)
+-- Reply:   {epoch held (0 = not ours), holder ("" = none), expires (ms), want ("" = none)}.
 local me, ttl, mode, chosen = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1'
-local key = P .. 'lease'
+local key = P .. K_LEASE
 local now = now_ms()
 local l = redis.call('HMGET', key, 'owner', 'epoch', 'expires', 'want')
 local owner, epoch, expires, want = l[1] or '', tonumber(l[2] or '0'), tonumber(l[3] or '0'), l[4] or ''

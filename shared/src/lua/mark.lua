@@ -1,14 +1,17 @@
 -- Marks runs `running` once they have run a while (the worker skips this write for runs that
 -- finish quickly: their record goes from queued to final in one write).
--- KEYS[1] group prefix
--- ARGV[1] worker id, then triples: run id, attempt, ms since the attempt started
-local P = KEYS[1]
+-- KEYS[1]  group prefix
+-- ARGV[1]  worker id
+-- ARGV[2..] triples: run id, attempt, ms since the attempt started
+-- Reads:   run record (F_STATUS)
+-- Writes:  a still queued run's record: F_STATUS 'running', F_STARTED_AT, F_WORKER, F_ATTEMPT
+-- Reply:   1.
 local now = now_ms()
 for i = 2, #ARGV, 3 do
-  local rk = P .. 'run:' .. ARGV[i]
-  if redis.call('HGET', rk, 'status') == 'queued' then
-    redis.call('HSET', rk, 'status', 'running', 'started_at', now - tonumber(ARGV[i + 2]),
-      'worker', ARGV[1], 'attempt', ARGV[i + 1])
+  local rk = P .. K_RUN .. ARGV[i]
+  if redis.call('HGET', rk, F_STATUS) == 'queued' then
+    redis.call('HSET', rk, F_STATUS, 'running', F_STARTED_AT, now - tonumber(ARGV[i + 2]),
+      F_WORKER, ARGV[1], F_ATTEMPT, ARGV[i + 1])
   end
 end
 return 1

@@ -1,5 +1,8 @@
--- Shared prelude, prepended to every script (after `local CLOCK_OFFSET_MS = <n>`, which is 0
--- unless a test process set DOTJOB_TEST_CLOCK_OFFSET_MS).
+-- Shared prelude, prepended to every script after `local CLOCK_OFFSET_MS = <n>` (0 unless a
+-- test process set DOTJOB_TEST_CLOCK_OFFSET_MS) and `local P = KEYS[1]` (the group prefix).
+-- Shared names are written in place by the loader (scripts/mod.rs): key suffixes K_<NAME>
+-- and CONSUMER_GROUP (keys.rs), field names F_<NAME> (run records), E_<NAME> (stream
+-- entries) and D_<NAME> (dead letters) (scripts/fields.rs), and EVENT_CANCEL (events.rs).
 
 -- The Redis clock in milliseconds: every due decision is made on it (invariant 1).
 local function now_ms()
@@ -7,48 +10,55 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + CLOCK_OFFSET_MS
 end
 
+-- The helpers take the group prefix as an argument: a function capturing a local (P) as an
+-- upvalue costs time on every script call.
+
 -- Whether a run still holds its job (queued, running, or waiting for a retry).
 local function run_active(P, run)
-  local f = redis.call('HMGET', P .. 'run:' .. run, 'status', 'retry_at')
+  local f = redis.call('HMGET', P .. K_RUN .. run, F_STATUS, F_RETRY_AT)
   local st = f[1]
   return st == 'queued' or st == 'running' or ((st == 'failed' or st == 'timed_out') and f[2] ~= false)
 end
 
 -- Cancels a run. One that has not started is cancelled at once: its entry is deleted if no
--- worker has read it yet, or acknowledged if it is waiting for a retry. A run a worker holds
--- is listed in `cancel` (run -> reason) and its executor told on `channel`; executors also
--- poll that list on heartbeats. Returns "cancelled", "cancelling", "final:<status>" when it
--- had already ended, or "" when it does not exist.
+-- worker has read it yet, or acknowledged if it is waiting for a retry, and its job's
+-- in-flight marker is released if it holds it (a run id starts with its job id, which
+-- contains no '-'). A run a worker holds is listed in the `cancel` hash
+-- (run -> reason) and its executor told on `channel`; executors also poll that hash on
+-- heartbeats (the completion then releases the marker).
+-- Returns "cancelled", "cancelling", "final:<status>" when it had already ended, or "" when
+-- it does not exist.
 local function cancel_run(P, group, run, channel, reason, now)
-  local rk = P .. 'run:' .. run
-  local f = redis.call('HMGET', rk, 'status', 'retry_at', 'entry', 'job_id')
+  local rk = P .. K_RUN .. run
+  local f = redis.call('HMGET', rk, F_STATUS, F_RETRY_AT, F_ENTRY)
   local st, entry = f[1], f[3]
   if not st then return '' end
   local waiting = (st == 'failed' or st == 'timed_out') and f[2]
   local held = false
   if entry and st == 'queued' then
-    held = redis.call('XPENDING', P .. 'stream', 'workers', entry, entry, 1)[1] ~= nil
+    held = redis.call('XPENDING', P .. K_STREAM, CONSUMER_GROUP, entry, entry, 1)[1] ~= nil
   end
   if (st == 'queued' and not held) or waiting then
-    redis.call('HSET', rk, 'status', 'cancelled', 'finished_at', now, 'error', reason)
-    redis.call('HDEL', rk, 'retry_at')
+    redis.call('HSET', rk, F_STATUS, 'cancelled', F_FINISHED_AT, now, F_ERROR, reason)
+    redis.call('HDEL', rk, F_RETRY_AT)
     if entry then
       if waiting then
-        redis.call('XACK', P .. 'stream', 'workers', entry)
-        redis.call('ZREM', P .. 'retry', entry)
+        redis.call('XACK', P .. K_STREAM, CONSUMER_GROUP, entry)
+        redis.call('ZREM', P .. K_RETRY, entry)
       else
-        redis.call('XDEL', P .. 'stream', entry)
+        redis.call('XDEL', P .. K_STREAM, entry)
       end
     end
-    redis.call('HDEL', P .. 'active', run)
-    if f[4] and redis.call('HGET', P .. 'inflight', f[4]) == run then
-      redis.call('HDEL', P .. 'inflight', f[4])
+    redis.call('HDEL', P .. K_ACTIVE, run)
+    local job = string.match(run, '^[^-]+')
+    if redis.call('HGET', P .. K_INFLIGHT, job) == run then
+      redis.call('HDEL', P .. K_INFLIGHT, job)
     end
     return 'cancelled'
   elseif st == 'queued' or st == 'running' then
-    redis.call('HSET', P .. 'cancel', run, reason)
+    redis.call('HSET', P .. K_CANCEL, run, reason)
     redis.call('PUBLISH', channel,
-      cjson.encode({kind = 'cancel', group = group, run = run}))
+      cjson.encode({kind = EVENT_CANCEL, group = group, run = run}))
     return 'cancelling'
   end
   return 'final:' .. st

@@ -1,13 +1,24 @@
 -- Creates or updates a job definition atomically (invariants 8, 9).
--- KEYS[1] group prefix, KEYS[2] job index hash, KEYS[3] job id set, KEYS[4] group set
--- ARGV[1] job id, ARGV[2] group, ARGV[3] "create" | "update", ARGV[4] expected version or ""
--- ARGV[5] next fire: "" (unschedule), "keep" (leave the schedule score alone) or ms; when
---   it changes, runs fired ahead for later instants are recalled
--- ARGV[6..] field, value pairs
--- Returns the new version; errors "EXISTS", "NOTFOUND", "CONFLICT".
-local P = KEYS[1]
+-- KEYS[1]  group prefix
+-- KEYS[2]  job index hash (job id -> group)
+-- KEYS[3]  job id set
+-- KEYS[4]  group set
+-- ARGV[1]  job id
+-- ARGV[2]  group name
+-- ARGV[3]  "create" | "update"
+-- ARGV[4]  expected version (update; "" = any)
+-- ARGV[5]  next fire: "" (unschedule), "keep" (leave the schedule score alone) or ms; when
+--          it changes on an update, runs fired ahead for later instants are recalled
+-- ARGV[6..] field, value pairs of the definition
+-- Reads:   job:<id> (existence, `version`); runs:<job>, run records (F_STATUS, F_ENTRY) and
+--          the stream's pending list (recall)
+-- Writes:  job:<id> (the fields; `version` + 1); on create: jobs, the job index, the job id
+--          set, the group set, the consumer group (created at the stream's start); schedule;
+--          on a recall: deletes the recalled run records, their runs:<job> and active
+--          members, and their stream entries no worker has read yet
+-- Reply:   the new version; errors "EXISTS" (create), "NOTFOUND" and "CONFLICT" (update).
 local id, group, mode = ARGV[1], ARGV[2], ARGV[3]
-local jk = P .. 'job:' .. id
+local jk = P .. K_JOB .. id
 local exists = redis.call('EXISTS', jk) == 1
 if mode == 'create' and exists then return redis.error_reply('EXISTS') end
 if mode == 'update' then
@@ -20,19 +31,20 @@ local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', jk, unpack(fields))
 local version = redis.call('HINCRBY', jk, 'version', 1)
+local stream = P .. K_STREAM
 if mode == 'create' then
-  redis.call('ZADD', P .. 'jobs', 0, id)
+  redis.call('ZADD', P .. K_JOBS, 0, id)
   redis.call('HSET', KEYS[2], id, group)
   redis.call('ZADD', KEYS[3], 0, id)
   redis.call('SADD', KEYS[4], group)
   -- Start the consumer group at the stream's beginning so no run fired before the first
   -- worker arrives is missed.
-  pcall(redis.call, 'XGROUP', 'CREATE', P .. 'stream', 'workers', '0', 'MKSTREAM')
+  pcall(redis.call, 'XGROUP', 'CREATE', stream, CONSUMER_GROUP, '0', 'MKSTREAM')
 end
 if ARGV[5] == '' then
-  redis.call('ZREM', P .. 'schedule', id)
+  redis.call('ZREM', P .. K_SCHEDULE, id)
 elseif ARGV[5] ~= 'keep' then
-  redis.call('ZADD', P .. 'schedule', ARGV[5], id)
+  redis.call('ZADD', P .. K_SCHEDULE, ARGV[5], id)
 end
 if mode == 'update' and ARGV[5] ~= 'keep' then
   -- Ticks fired ahead of their instant under the old timing are recalled: they never were
@@ -41,15 +53,15 @@ if mode == 'update' and ARGV[5] ~= 'keep' then
   -- its tick and then starts it, so recalling one that close could race that start (the run
   -- would execute with its record gone).
   local now = now_ms()
-  local stream = P .. 'stream'
-  for _, run in ipairs(redis.call('ZRANGE', P .. 'runs:' .. id, '(' .. (now + 250), '+inf', 'BYSCORE')) do
-    local rk = P .. 'run:' .. run
-    local f = redis.call('HMGET', rk, 'status', 'entry')
+  local runs_key = P .. K_RUNS .. id
+  for _, run in ipairs(redis.call('ZRANGE', runs_key, '(' .. (now + 250), '+inf', 'BYSCORE')) do
+    local rk = P .. K_RUN .. run
+    local f = redis.call('HMGET', rk, F_STATUS, F_ENTRY)
     if f[1] == 'queued' then
       redis.call('DEL', rk)
-      redis.call('ZREM', P .. 'runs:' .. id, run)
-      redis.call('HDEL', P .. 'active', run)
-      if f[2] and not redis.call('XPENDING', stream, 'workers', f[2], f[2], 1)[1] then
+      redis.call('ZREM', runs_key, run)
+      redis.call('HDEL', P .. K_ACTIVE, run)
+      if f[2] and not redis.call('XPENDING', stream, CONSUMER_GROUP, f[2], f[2], 1)[1] then
         redis.call('XDEL', stream, f[2])
       end
     end

@@ -1,12 +1,15 @@
 -- Heartbeat of a live executor: resets the idle time of the entries it is running, so a
 -- long run is never reclaimed while its worker lives (invariant 4), records the beat, and
 -- reports runs whose cancellation was requested (in case the pub/sub message was missed).
--- KEYS[1] group prefix
--- ARGV[1] consumer, then pairs: entry id, run id (the runs it holds)
--- Returns {disabled (0/1), {entry ids no longer its own}, {run ids to cancel}, Redis clock}.
-local P = KEYS[1]
+-- KEYS[1]  group prefix
+-- ARGV[1]  consumer (the executor)
+-- ARGV[2..] pairs: entry id, run id (the runs it holds)
+-- Reads:   the stream's pending list; cancel; disabled
+-- Writes:  the pending list (XCLAIM ... JUSTID of its own entries resets their idle time);
+--          heartbeats (consumer -> now)
+-- Reply:   {disabled (0/1), {entry ids no longer its own}, {run ids to cancel}, Redis now}.
 local me = ARGV[1]
-local stream = P .. 'stream'
+local stream = P .. K_STREAM
 local lost, cancel = {}, {}
 if #ARGV >= 3 then
   local lo, hi
@@ -16,7 +19,7 @@ if #ARGV >= 3 then
     if not hi or stream_id_lt(hi, e) then hi = e end
   end
   local mine = {}
-  for _, p in ipairs(redis.call('XPENDING', stream, 'workers', lo, hi, 100000, me)) do
+  for _, p in ipairs(redis.call('XPENDING', stream, CONSUMER_GROUP, lo, hi, 100000, me)) do
     mine[p[1]] = true
   end
   local keep, runs = {}, {}
@@ -30,15 +33,16 @@ if #ARGV >= 3 then
   end
   if #keep > 0 then
     keep[#keep + 1] = 'JUSTID'
-    redis.call('XCLAIM', stream, 'workers', me, 0, unpack(keep))
+    redis.call('XCLAIM', stream, CONSUMER_GROUP, me, 0, unpack(keep))
   end
-  if #runs > 0 and redis.call('EXISTS', P .. 'cancel') == 1 then
-    local reasons = redis.call('HMGET', P .. 'cancel', unpack(runs))
+  local cancel_key = P .. K_CANCEL
+  if #runs > 0 and redis.call('EXISTS', cancel_key) == 1 then
+    local reasons = redis.call('HMGET', cancel_key, unpack(runs))
     for k, r in ipairs(reasons) do
       if r then cancel[#cancel + 1] = runs[k] end
     end
   end
 end
 local now = now_ms()
-redis.call('ZADD', P .. 'heartbeats', now, me)
-return {redis.call('SISMEMBER', P .. 'disabled', me), lost, cancel, tostring(now)}
+redis.call('ZADD', P .. K_HEARTBEATS, now, me)
+return {redis.call('SISMEMBER', P .. K_DISABLED, me), lost, cancel, tostring(now)}

@@ -1,20 +1,34 @@
 -- Enqueues runs of a job by hand (manual trigger, child job, dead-letter requeue, bulk).
--- KEYS[1] group prefix
--- ARGV[1] group, ARGV[2] job id, ARGV[3] params override JSON or "", ARGV[4] trigger kind,
--- ARGV[5] parent run id or "", ARGV[6] events channel, ARGV[7] how many runs (bulk; only
--- for jobs that allow overlap; at most 2000 per call), ARGV[8] shard count of a sharded job
--- ("" = not resolved: error "SHARDED" if the job is sharded), ARGV[9] index of the first shard to enqueue, ARGV[10..] the parameter
--- (JSON or "") of each shard to enqueue: a single run becomes one run `<run>-s<k>` per shard.
+-- KEYS[1]  group prefix
+-- ARGV[1]  group name
+-- ARGV[2]  job id
+-- ARGV[3]  params override JSON or ""
+-- ARGV[4]  trigger kind (recorded on the run unless it is a plain "manual" one)
+-- ARGV[5]  parent run id or ""
+-- ARGV[6]  events channel (a `replace` tells the executor of the replaced run)
+-- ARGV[7]  how many runs (bulk; only for jobs that allow overlap; at most 2000 per call)
+-- ARGV[8]  shard count of a sharded job ("" = not resolved: error "SHARDED" if the job is
+--          sharded)
+-- ARGV[9]  index of the first shard to enqueue
+-- ARGV[10..] the parameter (JSON or "") of each shard to enqueue: a single run becomes one
+--          run `<run>-s<k>` per shard
 -- The job's concurrency policy applies as to scheduled ticks: under `forbid` a trigger while
--- a run is in flight is refused (error "INFLIGHT <run>"); under `replace` that run is
--- cancelled. Per run: one XADD and one HSET of what cannot be derived (the run id gives the
--- job and the instant, the entry id the enqueue time); the index, the active map and the
--- counter are written once per call.
--- Returns the run id (a list of one) for a single run, an empty list for a bulk; error
--- "NOTFOUND" if the job does not exist.
-local P = KEYS[1]
+-- a run is in flight is refused; under `replace` that run is cancelled. Per run: one XADD
+-- and one HSET of what cannot be derived (the run id gives the job and the instant, the entry
+-- id the enqueue time); the index, the active map and the counter are written once per call.
+-- Reads:   job:<id> (`version`, `concurrency`, `routing`); inflight and the in-flight run's
+--          record
+-- Writes:  seq (+ count); the stream (E_RUN, E_VERSION, and where they apply E_PARAMS,
+--          E_SHARD, E_SHARDS, E_SHARD_PARAM); run record (F_STATUS 'queued', F_ENTRY,
+--          F_VERSION, and where they apply F_TRIGGER, F_PARAMS, F_PARENT_RUN, F_SHARD,
+--          F_SHARDS, F_SHARD_PARAM); runs:<job>; active; inflight (forbid / replace); a
+--          `replace` cancels the run in flight (see cancel_run)
+-- Reply:   the run id (a list of one) for a single run, an empty list for a bulk, a list of
+--          shard runs for a sharded job; errors "NOTFOUND" (no such job), "SHARDED" (the
+--          shards must be spelled out), "INFLIGHT <run>" (forbid: a run is in flight),
+--          "BULK" (a bulk trigger of a job that does not allow overlap).
 local group, id, params, kind, parent = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local job = redis.call('HMGET', P .. 'job:' .. id, 'version', 'concurrency', 'routing')
+local job = redis.call('HMGET', P .. K_JOB .. id, 'version', 'concurrency', 'routing')
 local version, policy = job[1], job[2]
 if not version then return redis.error_reply('NOTFOUND') end
 if ARGV[8] == '' and job[3] and string.find(job[3], '"sharded"', 1, true) then
@@ -24,20 +38,20 @@ end
 local now = now_ms()
 local count = tonumber(ARGV[7] or '1')
 if count > 1 and policy ~= 'allow' then
-  return redis.error_reply('INFLIGHT bulk triggers need concurrency `allow`')
+  return redis.error_reply('BULK bulk triggers need concurrency `allow`')
 end
-local current = policy ~= 'allow' and redis.call('HGET', P .. 'inflight', id)
+local current = policy ~= 'allow' and redis.call('HGET', P .. K_INFLIGHT, id)
 if current and run_active(P, current) then
   if policy == 'forbid' then return redis.error_reply('INFLIGHT ' .. current) end
   cancel_run(P, group, current, ARGV[6], 'replaced by a manual run', now)
 end
-local last = redis.call('INCRBY', P .. 'seq', count)
-local stream = P .. 'stream'
+local last = redis.call('INCRBY', P .. K_SEQ, count)
+local stream = P .. K_STREAM
 local out, index, active = {}, {}, {}
 local shards, first = tonumber(ARGV[8]) or 0, tonumber(ARGV[9]) or 0
 local plain = params == '' and parent == '' and kind == 'manual'
 local base = id .. '-m' .. now .. '-'
-local key_base = P .. 'run:' .. base
+local key_base = P .. K_RUN .. base
 -- Notes a run written to the stream for the index, the active map and the answer.
 local function enqueued(run, e)
   index[#index + 1] = now
@@ -55,42 +69,43 @@ for n = last - count + 1, last do
     for a = 10, #ARGV do
       local s = first + a - 10
       local srun, sp = run .. '-s' .. s, ARGV[a]
-      local fields = {'run', srun, 'v', version, 'shard', s, 'shards', shards}
-      local record = {'status', 'queued', 'v', version, 'trigger', kind, 'shard', s, 'shards', shards}
+      local fields = {E_RUN, srun, E_VERSION, version, E_SHARD, s, E_SHARDS, shards}
+      local record = {F_STATUS, 'queued', F_VERSION, version, F_TRIGGER, kind, F_SHARD, s,
+        F_SHARDS, shards}
       if sp ~= '' then
-        fields[#fields + 1] = 'sp'; fields[#fields + 1] = sp
-        record[#record + 1] = 'shard_param'; record[#record + 1] = sp
+        fields[#fields + 1] = E_SHARD_PARAM; fields[#fields + 1] = sp
+        record[#record + 1] = F_SHARD_PARAM; record[#record + 1] = sp
       end
       if params ~= '' then
-        fields[#fields + 1] = 'p'; fields[#fields + 1] = params
-        record[#record + 1] = 'params'; record[#record + 1] = params
+        fields[#fields + 1] = E_PARAMS; fields[#fields + 1] = params
+        record[#record + 1] = F_PARAMS; record[#record + 1] = params
       end
       if parent ~= '' then
-        record[#record + 1] = 'parent_run'; record[#record + 1] = parent
+        record[#record + 1] = F_PARENT_RUN; record[#record + 1] = parent
       end
       local se = redis.call('XADD', stream, '*', unpack(fields))
-      record[#record + 1] = 'entry'; record[#record + 1] = se
-      redis.call('HSET', key_base .. ns .. '-s' .. s, unpack(record))
+      record[#record + 1] = F_ENTRY; record[#record + 1] = se
+      redis.call('HSET', rk .. '-s' .. s, unpack(record))
       enqueued(srun, se)
     end
   elseif plain then
     -- The common case, without building argument tables.
-    e = redis.call('XADD', stream, '*', 'run', run, 'v', version)
-    redis.call('HSET', rk, 'status', 'queued', 'entry', e, 'v', version)
+    e = redis.call('XADD', stream, '*', E_RUN, run, E_VERSION, version)
+    redis.call('HSET', rk, F_STATUS, 'queued', F_ENTRY, e, F_VERSION, version)
   else
     if params ~= '' then
-      e = redis.call('XADD', stream, '*', 'run', run, 'v', version, 'p', params)
+      e = redis.call('XADD', stream, '*', E_RUN, run, E_VERSION, version, E_PARAMS, params)
     else
-      e = redis.call('XADD', stream, '*', 'run', run, 'v', version)
+      e = redis.call('XADD', stream, '*', E_RUN, run, E_VERSION, version)
     end
-    redis.call('HSET', rk, 'status', 'queued', 'entry', e, 'v', version, 'trigger', kind)
-    if params ~= '' then redis.call('HSET', rk, 'params', params) end
-    if parent ~= '' then redis.call('HSET', rk, 'parent_run', parent) end
+    redis.call('HSET', rk, F_STATUS, 'queued', F_ENTRY, e, F_VERSION, version, F_TRIGGER, kind)
+    if params ~= '' then redis.call('HSET', rk, F_PARAMS, params) end
+    if parent ~= '' then redis.call('HSET', rk, F_PARENT_RUN, parent) end
   end
   if shards == 0 then enqueued(run, e) end
 end
-redis.call('ZADD', P .. 'runs:' .. id, unpack(index))
-redis.call('HSET', P .. 'active', unpack(active))
-if policy ~= 'allow' then redis.call('HSET', P .. 'inflight', id, out[#out]) end
+redis.call('ZADD', P .. K_RUNS .. id, unpack(index))
+redis.call('HSET', P .. K_ACTIVE, unpack(active))
+if policy ~= 'allow' then redis.call('HSET', P .. K_INFLIGHT, id, out[#out]) end
 if count > 1 then return {} end
 return out

@@ -1,29 +1,32 @@
 -- Retention of run records: keeps at most ARGV[1] runs per job and none older than ARGV[2]
 -- ms, never touching a run that is queued, running or waiting for a retry.
--- KEYS[1] group prefix
--- ARGV[1] keep count, ARGV[2] max age ms, ARGV[3] cursor (job id to start after, "" first),
--- ARGV[4] jobs per call
--- Returns {next cursor or "", runs deleted}.
-local P = KEYS[1]
+-- KEYS[1]  group prefix
+-- ARGV[1]  runs kept per job
+-- ARGV[2]  oldest run kept (ms of age, on the scheduled instant)
+-- ARGV[3]  cursor: job id to start after ("" = the first job)
+-- ARGV[4]  jobs per call
+-- Reads:   jobs; runs:<job>; run record (F_STATUS, F_RETRY_AT)
+-- Writes:  deletes old run records and their logs, and their runs:<job> members
+-- Reply:   {next cursor or "" when every job was seen, runs deleted}.
 local keep, max_age, batch = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local from = '-'
 if ARGV[3] ~= '' then from = '(' .. ARGV[3] end
-local jobs = redis.call('ZRANGE', P .. 'jobs', from, '+', 'BYLEX', 'LIMIT', 0, batch)
+local jobs = redis.call('ZRANGE', P .. K_JOBS, from, '+', 'BYLEX', 'LIMIT', 0, batch)
 local cutoff = now_ms() - max_age
 local deleted = 0
 local function drop(job, run)
-  local rk = P .. 'run:' .. run
-  local st = redis.call('HGET', rk, 'status')
+  local rk = P .. K_RUN .. run
+  local st = redis.call('HGET', rk, F_STATUS)
   local active = st == 'queued' or st == 'running' or
-    ((st == 'failed' or st == 'timed_out') and redis.call('HEXISTS', rk, 'retry_at') == 1)
+    ((st == 'failed' or st == 'timed_out') and redis.call('HEXISTS', rk, F_RETRY_AT) == 1)
   if not active then
-    redis.call('DEL', rk, P .. 'log:' .. run)
-    redis.call('ZREM', P .. 'runs:' .. job, run)
+    redis.call('DEL', rk, P .. K_LOG .. run)
+    redis.call('ZREM', P .. K_RUNS .. job, run)
     deleted = deleted + 1
   end
 end
 for _, job in ipairs(jobs) do
-  local rk = P .. 'runs:' .. job
+  local rk = P .. K_RUNS .. job
   local n = redis.call('ZCARD', rk)
   if n > keep then
     for _, run in ipairs(redis.call('ZRANGE', rk, 0, n - keep - 1)) do drop(job, run) end

@@ -177,16 +177,13 @@ impl Run {
         };
         let id = match opt("id") {
             Some(id) => id.clone(),
-            None => key
-                .rsplit_once(":run:")
+            None => crate::keys::parse_run_key(key)
                 .map(|(_, id)| id.to_owned())
                 .ok_or_else(|| corrupt("not a run key"))?,
         };
         let group = match opt("group") {
             Some(g) => g.clone(),
-            None => key
-                .split_once('{')
-                .and_then(|(_, rest)| rest.split_once('}'))
+            None => crate::keys::parse_group_key(key)
                 .map(|(g, _)| g.to_owned())
                 .ok_or_else(|| corrupt("not a group key"))?,
         };

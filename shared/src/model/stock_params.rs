@@ -1,4 +1,5 @@
-//! Write-time checks of the params of jobs using the stock handlers (`shell`, `http`).
+//! Write-time checks of the params of jobs using the stock handlers (`shell`, `http`), and
+//! of secret references (`{"$secret": "NAME"}`) in any job's params.
 //!
 //! The admin API knows nothing of a worker's allow-lists, but it can refuse params that no
 //! worker would ever run: a `shell` command that is not an argv array of strings, a relative
@@ -80,6 +81,9 @@ const REFUSED_ENV_PREFIXES: &[&str] = &[
 /// Fields the `shell` handler takes.
 const SHELL_FIELDS: &[&str] = &["command", "env", "cwd"];
 
+/// Fields the `http` handler takes.
+const HTTP_FIELDS: &[&str] = &["url", "method", "headers", "body"];
+
 /// Why a job may not set the environment variable `name` for the `shell` handler, or
 /// `None` when it may.
 pub fn refused_env_name(name: &str) -> Option<&'static str> {
@@ -120,11 +124,89 @@ pub fn refused_program(program: &str) -> Option<&'static str> {
     None
 }
 
-/// Checks the params of a job whose handler is a stock one; other handlers' params are
-/// their own business. The error names the field, e.g. `params.env.PATH`.
+/// The key of a secret reference: `{"$secret": "NAME"}` stands for the secret `NAME`, which
+/// the worker resolves at run time; only the reference is ever stored.
+pub const SECRET_KEY: &str = "$secret";
+
+/// Longest secret name.
+pub const SECRET_NAME_MAX: usize = 128;
+
+/// Whether `name` may name a secret: a letter or `_`, then letters, digits and `_`.
+pub fn valid_secret_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    name.len() <= SECRET_NAME_MAX
+        && b.next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// The secret name `v` refers to, when `v` is exactly `{"$secret": "<valid name>"}`.
+pub fn secret_ref(v: &Value) -> Option<&str> {
+    let o = v.as_object()?;
+    if o.len() != 1 {
+        return None;
+    }
+    o.get(SECRET_KEY)?.as_str().filter(|n| valid_secret_name(n))
+}
+
+/// Refuses malformed secret references anywhere in `v` (`field` is its path).
+fn check_secret_refs(field: &str, v: &Value) -> Result<()> {
+    match v {
+        Value::Object(o) if o.contains_key(SECRET_KEY) => {
+            if secret_ref(v).is_some() {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    field,
+                    format!(
+                        "a secret reference is exactly {{\"{SECRET_KEY}\": \"NAME\"}}, NAME of letters, \
+                         digits and `_` (at most {SECRET_NAME_MAX})"
+                    ),
+                ))
+            }
+        }
+        Value::Object(o) => o
+            .iter()
+            .try_for_each(|(k, v)| check_secret_refs(&format!("{field}.{k}"), v)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_secret_refs(&format!("{field}[{i}]"), v)),
+        _ => Ok(()),
+    }
+}
+
+/// A string param that may also be a secret reference (checked with `check`).
+fn string_or_secret(
+    field: String,
+    v: &Value,
+    check: impl Fn(&str) -> Option<&'static str>,
+) -> Result<()> {
+    match v {
+        Value::String(s) => match check(s) {
+            Some(why) => Err(Error::invalid(field, why)),
+            None => Ok(()),
+        },
+        v if secret_ref(v).is_some() => Ok(()),
+        _ => Err(Error::invalid(
+            field,
+            format!("must be a string (or {{\"{SECRET_KEY}\": \"NAME\"}})"),
+        )),
+    }
+}
+
+fn no_nul(s: &str) -> Option<&'static str> {
+    s.contains('\0').then_some("contains NUL")
+}
+
+/// Checks the params of a job: secret references anywhere, and the params of the stock
+/// handlers (other handlers' params are their own business). The error names the field,
+/// e.g. `params.env.PATH`.
 pub fn validate_stock_params(handler: &str, params: &Value) -> Result<()> {
+    check_secret_refs("params", params)?;
     match handler {
         "shell" => shell(params),
+        "http" => http(params),
         _ => Ok(()),
     }
 }
@@ -166,15 +248,15 @@ fn shell(params: &Value) -> Result<()> {
     }
     for (i, a) in argv.iter().enumerate() {
         let field = format!("params.command[{i}]");
+        if i > 0 {
+            string_or_secret(field, a, no_nul)?;
+            continue;
+        }
         let Some(s) = a.as_str() else {
             return Err(Error::invalid(field, "must be a string"));
         };
-        if i == 0 {
-            if let Some(why) = refused_program(s) {
-                return Err(Error::invalid(field, why));
-            }
-        } else if s.contains('\0') {
-            return Err(Error::invalid(field, "contains NUL"));
+        if let Some(why) = refused_program(s) {
+            return Err(Error::invalid(field, why));
         }
     }
     if let Some(env) = p.get("env") {
@@ -184,13 +266,7 @@ fn shell(params: &Value) -> Result<()> {
             if let Some(why) = refused_env_name(name) {
                 return Err(Error::invalid(field, format!("{name} {why}")));
             }
-            match v.as_str() {
-                Some(s) if s.contains('\0') => {
-                    return Err(Error::invalid(field, "contains NUL"));
-                }
-                Some(_) => {}
-                None => return Err(Error::invalid(field, "must be a string")),
-            }
+            string_or_secret(field, v, no_nul)?;
         }
     }
     match p.get("cwd") {
@@ -201,6 +277,63 @@ fn shell(params: &Value) -> Result<()> {
             "must be an absolute folder path",
         )),
     }
+}
+
+/// An HTTP token (RFC 9110 `tchar`s): methods and header names.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn http(params: &Value) -> Result<()> {
+    let p = object(
+        "params",
+        params,
+        "the http handler takes url, method, headers, body",
+    )?;
+    if let Some(k) = p.keys().find(|k| !HTTP_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            format!("params.{k}"),
+            "unknown field; the http handler takes url, method, headers, body",
+        ));
+    }
+    let Some(url) = p.get("url") else {
+        return Err(Error::invalid("params.url", "is required"));
+    };
+    // A URL may hold a credential, hence be a secret reference: only the worker sees it.
+    string_or_secret("params.url".to_owned(), url, |u| match url::Url::parse(u) {
+        Err(_) => Some("is not a URL"),
+        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
+            Some("must be an http:// or https:// URL")
+        }
+        Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => Some("has no host"),
+        Ok(_) => None,
+    })?;
+    match p.get("method") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(m)) if is_token(m) && m.len() <= 32 => {}
+        Some(_) => {
+            return Err(Error::invalid(
+                "params.method",
+                "must be an HTTP method such as GET or POST",
+            ));
+        }
+    }
+    if let Some(headers) = p.get("headers") {
+        let headers = object("params.headers", headers, "header name → string")?;
+        for (name, v) in headers {
+            let field = format!("params.headers.{name}");
+            if !is_token(name) {
+                return Err(Error::invalid(field, "is not a header name"));
+            }
+            string_or_secret(field, v, |s| {
+                s.contains(['\r', '\n', '\0'])
+                    .then_some("contains a line break or NUL")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,6 +404,106 @@ mod tests {
         ] {
             assert_eq!(
                 field("shell", params.clone()).as_deref(),
+                Some(want),
+                "{params}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_params_name_their_field() {
+        assert_eq!(
+            field(
+                "http",
+                json!({"url": "https://example.com/hook", "method": "put", "headers": {"X-Key": "v"}, "body": {"a": 1}})
+            ),
+            None
+        );
+        for (params, want) in [
+            (json!([]), "params"),
+            (json!({}), "params.url"),
+            (json!({"url": 5}), "params.url"),
+            (json!({"url": "not a url"}), "params.url"),
+            (json!({"url": "ftp://example.com/x"}), "params.url"),
+            (json!({"url": "file:///etc/passwd"}), "params.url"),
+            (
+                json!({"url": "https://x.example", "method": "GE T"}),
+                "params.method",
+            ),
+            (
+                json!({"url": "https://x.example", "method": 1}),
+                "params.method",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": {"A": 1}}),
+                "params.headers.A",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": {"A B": "x"}}),
+                "params.headers.A B",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": {"A": "x\r\nB: y"}}),
+                "params.headers.A",
+            ),
+            (
+                json!({"url": "https://x.example", "headers": "A: x"}),
+                "params.headers",
+            ),
+            (
+                json!({"url": "https://x.example", "timeout": 5}),
+                "params.timeout",
+            ),
+        ] {
+            assert_eq!(
+                field("http", params.clone()).as_deref(),
+                Some(want),
+                "{params}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_references_stand_for_strings_and_must_be_well_formed() {
+        let r = json!({"$secret": "BILLING_API_KEY"});
+        assert_eq!(secret_ref(&r), Some("BILLING_API_KEY"));
+        assert_eq!(
+            field(
+                "shell",
+                json!({"command": ["curl", r.clone()], "env": {"KEY": r.clone()}})
+            ),
+            None
+        );
+        assert_eq!(
+            field(
+                "http",
+                json!({"url": r.clone(), "headers": {"Authorization": r.clone()}, "body": {"k": r.clone()}})
+            ),
+            None
+        );
+        assert_eq!(field("custom", json!({"deep": [{"k": r.clone()}]})), None);
+        for (handler, params, want) in [
+            (
+                "custom",
+                json!({"deep": [{"k": {"$secret": 5}}]}),
+                "params.deep[0].k",
+            ),
+            ("custom", json!({"k": {"$secret": "A", "x": 1}}), "params.k"),
+            ("custom", json!({"k": {"$secret": "has space"}}), "params.k"),
+            ("custom", json!({"$secret": ""}), "params"),
+            (
+                "shell",
+                json!({"command": [r.clone()]}),
+                "params.command[0]",
+            ),
+            (
+                "shell",
+                json!({"command": ["date"], "cwd": r.clone()}),
+                "params.cwd",
+            ),
+        ] {
+            assert_eq!(
+                field(handler, params.clone()).as_deref(),
                 Some(want),
                 "{params}"
             );

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dotjob_shared::scripts;
-use redis::Value as RValue;
 use tracing::{debug, warn};
 
 use super::backoff::Backoff;
-use super::delivery::{Delivery, field_map};
+use super::delivery::Delivery;
 use super::dispatch::{self, BATCH};
 use super::outcome::Done;
 use super::shared::Shared;
@@ -22,19 +21,10 @@ use super::shared::Shared;
 /// How often due retries are looked for.
 const RETRY_POLL: Duration = Duration::from_millis(200);
 
-/// What one `claim.lua` call returned.
-struct Claimed {
-    /// The XAUTOCLAIM cursor to continue from (`0-0`: the scan is complete).
-    cursor: String,
-    /// (entry id, delivery count, fields).
-    entries: Vec<(String, u32, RValue)>,
-    /// Entries deleted while pending, recorded as lost runs.
-    lost: u64,
-}
-
 /// Claims until the runner stops.
 pub(super) async fn run(shared: Arc<Shared>) {
-    let mut cursor = "0-0".to_owned();
+    // The XAUTOCLAIM scan in progress (`None`: none, the last one went round).
+    let mut cursor: Option<String> = None;
     let autoclaim_every = (shared.settings.reclaim_after / 4).max(Duration::from_millis(100));
     let mut last_autoclaim = Instant::now();
     let mut backoff = Backoff::new();
@@ -53,11 +43,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
             continue;
         }
         // A scan in progress continues at once; a new one starts every `autoclaim_every`.
-        let autoclaim = cursor != "0-0" || last_autoclaim.elapsed() >= autoclaim_every;
-        if autoclaim && cursor == "0-0" {
+        let autoclaim = cursor.is_some() || last_autoclaim.elapsed() >= autoclaim_every;
+        if autoclaim && cursor.is_none() {
             last_autoclaim = Instant::now();
         }
-        match claim_once(&shared, &cursor, free, autoclaim).await {
+        match claim_once(&shared, cursor.as_deref(), free, autoclaim).await {
             Ok((next, batch)) => {
                 backoff.reset();
                 if autoclaim {
@@ -80,10 +70,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
 /// Malformed entries are acknowledged.
 async fn claim_once(
     shared: &Shared,
-    cursor: &str,
+    cursor: Option<&str>,
     count: usize,
     autoclaim: bool,
-) -> dotjob_shared::Result<(String, Vec<Delivery>)> {
+) -> dotjob_shared::Result<(Option<String>, Vec<Delivery>)> {
     let claimed = invoke_claim(shared, cursor, count, autoclaim).await?;
     if claimed.lost > 0 {
         warn!(group = %shared.group, lost = claimed.lost, "stream entries were deleted while pending; runs recorded as lost");
@@ -91,8 +81,13 @@ async fn claim_once(
             .increment(claimed.lost);
     }
     let mut out = Vec::with_capacity(claimed.entries.len());
-    for (entry, deliveries, fields) in claimed.entries {
-        match Delivery::parse(entry.clone(), deliveries.max(1), &field_map(&fields)) {
+    for scripts::Claimed {
+        entry,
+        deliveries,
+        fields,
+    } in claimed.entries
+    {
+        match Delivery::parse(entry.clone(), deliveries.max(1), &fields) {
             Some(d) => out.push(d),
             None => shared.send(Done::skip(entry, String::new(), String::new())),
         }
@@ -100,29 +95,24 @@ async fn claim_once(
     if !out.is_empty() {
         debug!(count = out.len(), "claimed runs for another attempt");
     }
-    Ok((claimed.cursor, out))
+    Ok((claimed.next_cursor, out))
 }
 
 /// `claim.lua`: due retries, and (with `autoclaim`) entries idle past the reclaim time.
 async fn invoke_claim(
     shared: &Shared,
-    cursor: &str,
+    cursor: Option<&str>,
     count: usize,
     autoclaim: bool,
-) -> dotjob_shared::Result<Claimed> {
+) -> dotjob_shared::Result<scripts::ClaimReply> {
     let mut c = shared.redis.conn().await?;
-    let (cursor, entries, lost): (String, Vec<(String, u32, RValue)>, u64) = scripts::CLAIM
-        .key(&shared.prefix)
-        .arg(&shared.id)
-        .arg(shared.settings.reclaim_after.as_millis() as u64)
-        .arg(count)
-        .arg(cursor)
-        .arg(if autoclaim { "1" } else { "0" })
-        .invoke_async(&mut c)
-        .await?;
-    Ok(Claimed {
+    scripts::Claim {
+        consumer: &shared.id,
+        reclaim_after_ms: shared.settings.reclaim_after.as_millis() as u64,
+        max_entries: count,
+        autoclaim,
         cursor,
-        entries,
-        lost,
-    })
+    }
+    .call(&mut c, &shared.prefix)
+    .await
 }

@@ -18,7 +18,6 @@ use tracing::{info, warn};
 use super::backoff::Backoff;
 use super::outcome::{Done, Outcome, counted_status};
 use super::shared::Shared;
-use super::stream_id::entry_range;
 use crate::metrics::RunCounters;
 
 /// Most attempts recorded by one `complete.lua` call.
@@ -67,12 +66,9 @@ async fn write(
 ) -> dotjob_shared::Result<()> {
     let mut c = shared.redis.conn().await?;
     if !record.is_empty() {
-        // Plain first-attempt successes go first, in the compact form.
-        let (fast, slow): (Vec<&Done>, Vec<&Done>) =
-            record.iter().partition(|d| d.is_plain_success());
-        let verdicts = invoke_complete(shared, &mut c, record, &fast, &slow).await?;
-        for (d, v) in fast.iter().chain(&slow).zip(&verdicts) {
-            if let Some(status) = counted_status(v, d.outcome) {
+        let recorded = invoke_complete(shared, &mut c, record).await?;
+        for (d, r) in record.iter().zip(recorded) {
+            if let Some(status) = counted_status(r) {
                 counters.count(&d.job, status);
             }
         }
@@ -84,44 +80,19 @@ async fn write(
     Ok(())
 }
 
-/// `complete.lua`: one verdict per attempt, fast ones first (`final`, `retry`, `dead`,
-/// `stale`, `skip`).
+/// `complete.lua`: what became of each attempt, in order.
 async fn invoke_complete(
     shared: &Shared,
     c: &mut dotjob_shared::conn::Conn,
     record: &[Done],
-    fast: &[&Done],
-    slow: &[&Done],
-) -> dotjob_shared::Result<Vec<String>> {
-    let (lo, hi) = entry_range(record.iter().map(|d| d.entry.as_str()));
-    let mut inv = scripts::COMPLETE.prepare_invoke();
-    inv.key(&shared.prefix)
-        .arg(&shared.id)
-        .arg(lo)
-        .arg(hi)
-        .arg(fast.len());
-    for d in fast {
-        inv.arg(&d.entry)
-            .arg(&d.run)
-            .arg(d.duration_ms)
-            .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
+) -> dotjob_shared::Result<Vec<scripts::Recorded>> {
+    let attempts: Vec<scripts::Attempt<'_>> = record.iter().filter_map(Done::attempt).collect();
+    scripts::Complete {
+        worker: &shared.id,
+        attempts: &attempts,
     }
-    for d in slow {
-        inv.arg(&d.entry)
-            .arg(&d.run)
-            .arg(&d.job)
-            .arg(d.outcome.as_str())
-            .arg(d.attempt)
-            .arg(d.max_attempts)
-            .arg(d.retry_delay_ms.map(|v| v.to_string()).unwrap_or_default())
-            .arg(d.code)
-            .arg(d.duration_ms)
-            .arg(&d.result)
-            .arg(&d.error)
-            .arg(if d.guarded { "1" } else { "0" })
-            .arg(d.started.map_or(0, |t| t.elapsed().as_millis() as u64));
-    }
-    Ok(inv.invoke_async(c).await?)
+    .call(c, &shared.prefix)
+    .await
 }
 
 /// `handback.lua`: unfinished runs stay pending but look idle far past the reclaim time, so
@@ -131,13 +102,15 @@ async fn invoke_handback(
     c: &mut dotjob_shared::conn::Conn,
     handback: &[Done],
 ) -> dotjob_shared::Result<()> {
-    let mut inv = scripts::HANDBACK.prepare_invoke();
-    inv.key(&shared.prefix)
-        .arg(&shared.id)
-        .arg(shared.settings.reclaim_after.as_millis() as u64 * 10);
-    for d in handback {
-        inv.arg(&d.entry).arg(&d.run);
+    let runs: Vec<(&str, &str)> = handback
+        .iter()
+        .map(|d| (d.entry.as_str(), d.run.as_str()))
+        .collect();
+    scripts::Handback {
+        consumer: &shared.id,
+        idle_ms: shared.settings.reclaim_after.as_millis() as u64 * 10,
+        runs: &runs,
     }
-    let _: i64 = inv.invoke_async(c).await?;
-    Ok(())
+    .call(c, &shared.prefix)
+    .await
 }

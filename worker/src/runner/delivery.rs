@@ -67,8 +67,8 @@ impl Delivery {
         })
     }
 
-    /// Parses an entry whose fields are already text (as `claim.lua` returns them, through
-    /// [`field_map`]).
+    /// Parses an entry whose fields are already text (as `claim.lua`'s typed call returns
+    /// them).
     pub(super) fn parse(
         entry: String,
         attempt: u32,
@@ -92,27 +92,6 @@ pub(super) fn value_text(v: &RValue) -> String {
         RValue::VerbatimString { text, .. } => text.clone(),
         _ => String::new(),
     }
-}
-
-/// An entry's fields from a flat `[k, v, k, v, …]` array (RESP2) or a map (RESP3).
-pub(super) fn field_map(v: &RValue) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    match v {
-        RValue::Array(items) => {
-            for kv in items.chunks(2) {
-                if let [k, v] = kv {
-                    m.insert(value_text(k), value_text(v));
-                }
-            }
-        }
-        RValue::Map(pairs) => {
-            for (k, v) in pairs {
-                m.insert(value_text(k), value_text(v));
-            }
-        }
-        _ => {}
-    }
-    m
 }
 
 #[cfg(test)]
@@ -219,17 +198,5 @@ mod tests {
         assert_eq!(value_text(&RValue::SimpleString("OK".to_owned())), "OK");
         assert_eq!(value_text(&RValue::Int(-3)), "-3");
         assert_eq!(value_text(&RValue::Nil), "");
-    }
-
-    #[test]
-    fn field_maps_from_flat_arrays_and_maps() {
-        let flat = RValue::Array(vec![bulk("run"), bulk("r-1"), bulk("v"), RValue::Int(2)]);
-        assert_eq!(field_map(&flat), fields(&[("run", "r-1"), ("v", "2")]));
-        // A dangling key without its value is ignored.
-        let odd = RValue::Array(vec![bulk("run"), bulk("r-1"), bulk("v")]);
-        assert_eq!(field_map(&odd), fields(&[("run", "r-1")]));
-        let map = RValue::Map(vec![(bulk("v"), bulk("9"))]);
-        assert_eq!(field_map(&map), fields(&[("v", "9")]));
-        assert!(field_map(&RValue::Nil).is_empty());
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use dotjob_shared::model::job::ConcurrencyPolicy;
 use dotjob_shared::model::run::code;
-use dotjob_shared::scripts;
+use dotjob_shared::scripts::{self, StartVerdict};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -26,27 +26,6 @@ pub(super) const BATCH: usize = 128;
 /// Started attempts interrupted by their executor's death after which a run is given up
 /// (a crash is not the handler's failure, but a run that kills every executor must stop).
 const POISON_AFTER: u32 = 5;
-
-/// What `start.lua` says of an attempt about to start.
-#[derive(Debug, PartialEq, Eq)]
-enum StartVerdict {
-    /// Run it.
-    Ok,
-    /// Its executors died during [`POISON_AFTER`] attempts: give up.
-    Poison,
-    /// Not startable any more (finished, cancelled, gone): acknowledge it.
-    Not(String),
-}
-
-impl StartVerdict {
-    fn parse(s: String) -> Self {
-        match s.as_str() {
-            "ok" => Self::Ok,
-            "poison" => Self::Poison,
-            _ => Self::Not(s),
-        }
-    }
-}
 
 /// Runs a batch of entries this consumer now owns: as many at once as there are free slots,
 /// waiting for slots for the rest (held and heartbeated meanwhile, never dropped).
@@ -111,7 +90,7 @@ async fn start(shared: &Arc<Shared>, batch: Vec<Delivery>, permits: Vec<OwnedSem
     let mut permits = permits.into_iter();
     for ((d, job), verdict) in ready.into_iter().zip(verdicts) {
         match verdict {
-            StartVerdict::Ok => {}
+            StartVerdict::Start => {}
             StartVerdict::Poison => {
                 warn!(run = %d.run, attempt = d.attempt, "its executors died during {POISON_AFTER} attempts; giving up on the run");
                 shared.send(Done {
@@ -128,8 +107,8 @@ async fn start(shared: &Arc<Shared>, batch: Vec<Delivery>, permits: Vec<OwnedSem
                 });
                 continue;
             }
-            StartVerdict::Not(status) => {
-                debug!(run = %d.run, status = %status, "run not startable; acknowledging");
+            StartVerdict::Gone | StartVerdict::NotStartable(_) => {
+                debug!(run = %d.run, ?verdict, "run not startable; acknowledging");
                 shared.send(Done::skip(d.entry, d.run, d.job));
                 continue;
             }
@@ -150,44 +129,27 @@ async fn mark_started(
     ready: &[(Delivery, Arc<CachedJob>)],
 ) -> dotjob_shared::Result<Vec<StartVerdict>> {
     if ready.iter().all(|(d, _)| d.attempt <= 1) {
-        return Ok(ready.iter().map(|_| StartVerdict::Ok).collect());
+        return Ok(vec![StartVerdict::Start; ready.len()]);
     }
-    let verdicts = invoke_start(shared, ready).await?;
-    Ok(verdicts.into_iter().map(StartVerdict::parse).collect())
+    invoke_start(shared, ready).await
 }
 
-/// `start.lua`: one verdict per run (`ok`, `poison`, or why it is not startable).
+/// `start.lua`: one verdict per run.
 async fn invoke_start(
     shared: &Shared,
     ready: &[(Delivery, Arc<CachedJob>)],
-) -> dotjob_shared::Result<Vec<String>> {
-    let mut inv = scripts::START.prepare_invoke();
-    inv.key(&shared.prefix).arg(&shared.id).arg(POISON_AFTER);
-    for (d, _) in ready {
-        inv.arg(&d.run).arg(d.attempt);
-    }
+) -> dotjob_shared::Result<Vec<StartVerdict>> {
+    let runs: Vec<(&str, u32)> = ready
+        .iter()
+        .map(|(d, _)| (d.run.as_str(), d.attempt))
+        .collect();
     let mut c = shared.redis.conn().await?;
-    let mut out: Vec<String> = inv.invoke_async(&mut c).await?;
-    if !out.is_empty() {
-        out.remove(0); // the Redis clock
+    let reply = scripts::Start {
+        worker: &shared.id,
+        poison_after: POISON_AFTER,
+        runs: &runs,
     }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_verdicts() {
-        assert_eq!(StartVerdict::parse("ok".to_owned()), StartVerdict::Ok);
-        assert_eq!(
-            StartVerdict::parse("poison".to_owned()),
-            StartVerdict::Poison
-        );
-        assert_eq!(
-            StartVerdict::parse("succeeded".to_owned()),
-            StartVerdict::Not("succeeded".to_owned())
-        );
-    }
+    .call(&mut c, &shared.prefix)
+    .await?;
+    Ok(reply.verdicts)
 }

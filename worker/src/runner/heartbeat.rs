@@ -18,17 +18,6 @@ use super::shared::Shared;
 /// Most entries touched by one `touch.lua` call.
 const TOUCH_CHUNK: usize = 512;
 
-/// What one `touch.lua` call answered.
-struct Touched {
-    disabled: bool,
-    /// Entries no longer this worker's (reclaimed or finished elsewhere).
-    lost: Vec<String>,
-    /// Runs asked to cancel.
-    cancel: Vec<String>,
-    /// The Redis clock (ms), as text.
-    now: String,
-}
-
 /// Beats until the task is aborted at shutdown (after the in-flight runs are recorded).
 pub(super) async fn run(shared: Arc<Shared>) {
     let every = (shared.settings.reclaim_after / 3).max(Duration::from_millis(100));
@@ -64,18 +53,16 @@ async fn beat(shared: &Shared, entries: &[(String, String)]) -> dotjob_shared::R
     };
     for chunk in chunks {
         let t = invoke_touch(shared, &mut c, chunk).await?;
-        if let Ok(now) = t.now.parse::<i64>() {
-            // Taken as read when the reply arrived: a lower bound of the Redis clock, so a run
-            // waiting for its tick never starts early (at worst a round trip late).
-            shared.clock.record(now);
-        }
+        // Taken as read when the reply arrived: a lower bound of the Redis clock, so a run
+        // waiting for its tick never starts early (at worst a round trip late).
+        shared.clock.record(t.now_ms);
         disabled = t.disabled;
         for run in t.cancel {
             shared.cancel_run(&run);
         }
-        if !t.lost.is_empty() {
+        if !t.not_ours.is_empty() {
             debug!(
-                count = t.lost.len(),
+                count = t.not_ours.len(),
                 "in-flight entries are no longer ours (reclaimed or finished elsewhere)"
             );
         }
@@ -89,18 +76,11 @@ async fn invoke_touch(
     shared: &Shared,
     c: &mut dotjob_shared::conn::Conn,
     chunk: &[(String, String)],
-) -> dotjob_shared::Result<Touched> {
-    let mut inv = scripts::TOUCH.prepare_invoke();
-    inv.key(&shared.prefix).arg(&shared.id);
-    for (entry, run) in chunk {
-        inv.arg(entry).arg(run);
+) -> dotjob_shared::Result<scripts::TouchReply> {
+    scripts::Touch {
+        consumer: &shared.id,
+        held: chunk,
     }
-    let (disabled, lost, cancel, now): (i64, Vec<String>, Vec<String>, String) =
-        inv.invoke_async(c).await?;
-    Ok(Touched {
-        disabled: disabled == 1,
-        lost,
-        cancel,
-        now,
-    })
+    .call(c, &shared.prefix)
+    .await
 }

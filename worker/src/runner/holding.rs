@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use dotjob_shared::model::run::RunStatus;
 use dotjob_shared::scripts;
 use tracing::{debug, warn};
 
@@ -76,36 +77,35 @@ async fn recheck(shared: &Shared, batch: Vec<Delivery>) -> Vec<Delivery> {
     if batch.is_empty() {
         return batch;
     }
-    let Ok((now, checks)) = invoke_recheck(shared, &batch).await else {
+    let Ok(checked) = invoke_recheck(shared, &batch).await else {
         warn!("cannot re-check runs fired ahead; starting them as fired");
         return batch;
     };
     // A fresh reading just before these runs' tick sharpens the instant they start at.
-    shared.clock.record(now);
-    let (keep, recalled) = apply_checks(batch, &checks);
+    shared.clock.record(checked.now_ms);
+    let (keep, recalled) = apply_checks(batch, &checked.runs);
     for (d, status) in recalled {
-        debug!(run = %d.run, status = %status, "run recalled before its tick");
+        debug!(run = %d.run, ?status, "run recalled before its tick");
         shared.send(Done::skip(d.entry, d.run, d.job));
     }
     keep
 }
 
-/// Applies `recheck.lua`'s (status, job version) pairs: runs still `queued` are kept, their
-/// version raised to the job's current one; the others were recalled (returned with their
-/// status).
+/// Applies `recheck.lua`'s checks: runs still `queued` are kept, their version raised to the
+/// job's current one; the others were recalled (returned with their status, `None` when
+/// their record is gone).
 fn apply_checks(
     batch: Vec<Delivery>,
-    checks: &[String],
-) -> (Vec<Delivery>, Vec<(Delivery, String)>) {
+    checks: &[scripts::RunCheck],
+) -> (Vec<Delivery>, Vec<(Delivery, Option<RunStatus>)>) {
     let mut keep = Vec::with_capacity(batch.len());
     let mut recalled = Vec::new();
-    for (mut d, pair) in batch.into_iter().zip(checks.chunks(2)) {
-        let [status, version] = pair else { continue };
-        if status != "queued" {
-            recalled.push((d, status.clone()));
+    for (mut d, check) in batch.into_iter().zip(checks) {
+        if check.status != Some(RunStatus::Queued) {
+            recalled.push((d, check.status));
             continue;
         }
-        if let Ok(v) = version.parse::<u64>() {
+        if let Some(v) = check.job_version {
             d.version = d.version.max(v);
         }
         keep.push(d);
@@ -117,14 +117,15 @@ fn apply_checks(
 async fn invoke_recheck(
     shared: &Shared,
     batch: &[Delivery],
-) -> dotjob_shared::Result<(i64, Vec<String>)> {
-    let mut inv = scripts::RECHECK.prepare_invoke();
-    inv.key(&shared.prefix);
-    for d in batch {
-        inv.arg(&d.run).arg(&d.job);
-    }
+) -> dotjob_shared::Result<scripts::RecheckReply> {
+    let runs: Vec<(&str, &str)> = batch
+        .iter()
+        .map(|d| (d.run.as_str(), d.job.as_str()))
+        .collect();
     let mut c = shared.redis.conn().await?;
-    Ok(inv.invoke_async(&mut c).await?)
+    scripts::Recheck { runs: &runs }
+        .call(&mut c, &shared.prefix)
+        .await
 }
 
 #[cfg(test)]
@@ -146,10 +147,16 @@ mod tests {
 
     #[test]
     fn queued_runs_stay_with_the_newest_version_and_recalled_runs_leave() {
-        let checks: Vec<String> = ["queued", "5", "cancelled", "5", "queued", "2", "queued", ""]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let check = |status, job_version| scripts::RunCheck {
+            status: Some(status),
+            job_version,
+        };
+        let checks = [
+            check(RunStatus::Queued, Some(5)),
+            check(RunStatus::Cancelled, Some(5)),
+            check(RunStatus::Queued, Some(2)),
+            check(RunStatus::Queued, None),
+        ];
         let batch = vec![fired("a", 3), fired("b", 3), fired("c", 4), fired("d", 4)];
         let (keep, recalled) = apply_checks(batch, &checks);
         let kept: Vec<(&str, u64)> = keep.iter().map(|d| (d.run.as_str(), d.version)).collect();
@@ -157,8 +164,8 @@ mod tests {
         assert_eq!(kept, [("a", 5), ("c", 4), ("d", 4)]);
         assert_eq!(recalled.len(), 1);
         assert_eq!(
-            (recalled[0].0.run.as_str(), recalled[0].1.as_str()),
-            ("b", "cancelled")
+            (recalled[0].0.run.as_str(), recalled[0].1),
+            ("b", Some(RunStatus::Cancelled))
         );
     }
 }

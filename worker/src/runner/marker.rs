@@ -40,12 +40,16 @@ pub(super) async fn run(shared: Arc<Shared>) {
 async fn invoke_mark(shared: &Shared, due: &[MarkDue]) -> dotjob_shared::Result<()> {
     let mut c = shared.redis.conn().await?;
     for chunk in due.chunks(MARK_CHUNK) {
-        let mut inv = scripts::MARK.prepare_invoke();
-        inv.key(&shared.prefix).arg(&shared.id);
-        for d in chunk {
-            inv.arg(&d.run).arg(d.attempt).arg(d.ran_ms);
+        let runs: Vec<(&str, u32, u64)> = chunk
+            .iter()
+            .map(|d| (d.run.as_str(), d.attempt, d.ran_ms))
+            .collect();
+        scripts::MarkRunning {
+            worker: &shared.id,
+            runs: &runs,
         }
-        let _: i64 = inv.invoke_async(&mut c).await?;
+        .call(&mut c, &shared.prefix)
+        .await?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@
 //! - [`listener`]: drops cached definitions and cancels runs on events.
 //!
 //! Pure parts: [`delivery`] (stream entry → run), [`outcome`] (attempt → record),
-//! [`clock`] (the Redis clock estimate), [`stream_id`]; tables that own their lock:
+//! [`clock`] (the Redis clock estimate); tables that own their lock:
 //! [`inflight`], [`waiting`].
 
 use std::collections::HashMap;
@@ -44,7 +44,6 @@ mod outcome;
 mod reader;
 mod settings;
 mod shared;
-mod stream_id;
 mod waiting;
 
 pub use settings::Settings;

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use dotjob_shared::model::run::code;
+use dotjob_shared::scripts::{self, AttemptOutcome, Recorded};
 use serde_json::Value;
 use tokio::task::JoinError;
 
@@ -132,15 +133,13 @@ pub(super) fn settle(ended: Ended) -> Settled {
     }
 }
 
-/// The `dotjob_runs_total` status an attempt is counted under, from the script's verdict
-/// (`final`, `retry`, `dead`; anything else is not counted).
-pub(super) fn counted_status(verdict: &str, outcome: Outcome) -> Option<&'static str> {
-    match (verdict, outcome) {
-        ("final", Outcome::Fatal) => Some("failed"),
-        ("final", o) => Some(o.as_str()),
-        ("dead", _) => Some("dead"),
-        ("retry", _) => Some("retry"),
-        _ => None,
+/// The `dotjob_runs_total` status a recorded attempt is counted under (final statuses and
+/// `retry`; stale and skipped entries are not counted).
+pub(super) fn counted_status(recorded: Recorded) -> Option<&'static str> {
+    match recorded {
+        Recorded::Final(status) => Some(status.as_str()),
+        Recorded::Retry => Some("retry"),
+        Recorded::Stale | Recorded::Skipped => None,
     }
 }
 
@@ -192,12 +191,33 @@ impl Done {
         }
     }
 
-    /// A first attempt's plain success, recorded in `complete.lua`'s compact form.
-    pub(super) fn is_plain_success(&self) -> bool {
-        self.outcome == Outcome::Succeeded
-            && self.attempt <= 1
-            && self.result.is_empty()
-            && !self.guarded
+    /// The attempt as `complete.lua` records it; `None` for a hand-back, which is not an
+    /// attempt's end.
+    pub(super) fn attempt(&self) -> Option<scripts::Attempt<'_>> {
+        let outcome = match self.outcome {
+            Outcome::Succeeded => AttemptOutcome::Succeeded,
+            Outcome::Failed => AttemptOutcome::Failed,
+            Outcome::TimedOut => AttemptOutcome::TimedOut,
+            Outcome::Cancelled => AttemptOutcome::Cancelled,
+            Outcome::Fatal => AttemptOutcome::Fatal,
+            Outcome::Skip => AttemptOutcome::Skip,
+            Outcome::Handback => return None,
+        };
+        Some(scripts::Attempt {
+            entry: &self.entry,
+            run: &self.run,
+            job: &self.job,
+            outcome,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            retry_delay_ms: self.retry_delay_ms,
+            code: self.code,
+            duration_ms: self.duration_ms,
+            result: &self.result,
+            error: &self.error,
+            guarded: self.guarded,
+            started_ago_ms: self.started.map_or(0, |t| t.elapsed().as_millis() as u64),
+        })
     }
 }
 
@@ -288,36 +308,40 @@ mod tests {
     }
 
     #[test]
-    fn verdicts_count_under_their_status() {
-        assert_eq!(counted_status("final", Outcome::Fatal), Some("failed"));
+    fn recorded_attempts_count_under_their_status() {
+        use dotjob_shared::model::run::RunStatus;
         assert_eq!(
-            counted_status("final", Outcome::Succeeded),
-            Some("succeeded")
+            counted_status(Recorded::Final(RunStatus::Failed)),
+            Some("failed")
         );
         assert_eq!(
-            counted_status("final", Outcome::TimedOut),
-            Some("timed_out")
+            counted_status(Recorded::Final(RunStatus::Dead)),
+            Some("dead")
         );
-        assert_eq!(counted_status("dead", Outcome::Failed), Some("dead"));
-        assert_eq!(counted_status("retry", Outcome::TimedOut), Some("retry"));
-        assert_eq!(counted_status("skip", Outcome::Skip), None);
-        assert_eq!(counted_status("stale", Outcome::Succeeded), None);
+        assert_eq!(counted_status(Recorded::Retry), Some("retry"));
+        assert_eq!(counted_status(Recorded::Skipped), None);
+        assert_eq!(counted_status(Recorded::Stale), None);
     }
 
     #[test]
-    fn only_plain_first_successes_take_the_compact_form() {
-        let ok = |attempt, result: &str, guarded| Done {
-            outcome: Outcome::Succeeded,
-            attempt,
-            result: result.to_owned(),
-            guarded,
+    fn every_outcome_but_a_handback_is_an_attempt() {
+        let done = |outcome| Done {
+            outcome,
+            attempt: 2,
+            guarded: true,
             ..Done::skip("1-0".to_owned(), "r".to_owned(), "j".to_owned())
         };
-        assert!(ok(1, "", false).is_plain_success());
-        assert!(!ok(2, "", false).is_plain_success());
-        assert!(!ok(1, "{}", false).is_plain_success());
-        assert!(!ok(1, "", true).is_plain_success());
-        assert!(!Done::skip("1-0".to_owned(), String::new(), String::new()).is_plain_success());
+        assert_eq!(
+            done(Outcome::Fatal).attempt().map(|a| a.outcome),
+            Some(AttemptOutcome::Fatal)
+        );
+        assert_eq!(
+            done(Outcome::TimedOut)
+                .attempt()
+                .map(|a| (a.outcome, a.attempt, a.guarded)),
+            Some((AttemptOutcome::TimedOut, 2, true))
+        );
+        assert!(done(Outcome::Handback).attempt().is_none());
         assert_eq!(
             Done::handback("1-0".to_owned(), String::new(), String::new()).outcome,
             Outcome::Handback

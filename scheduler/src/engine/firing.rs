@@ -1,0 +1,185 @@
+//! One firing round of a group: the due jobs (`due.lua`), their ticks planned in Rust, and
+//! the ticks fired in chunks (`fire.lua`), one chunk in flight while the next is planned.
+
+use std::time::{Duration, Instant};
+
+use dotjob_shared::model::job::ConcurrencyPolicy;
+use dotjob_shared::scripts::{Due, Fence, Fire, FireJob, FireReply};
+use redis::aio::MultiplexedConnection;
+use tracing::{debug, warn};
+
+use super::{Engine, MAX_SLEEP};
+use crate::plan::plan;
+
+/// Most due jobs taken per round.
+const DUE_BATCH: usize = 2_000;
+/// Most ticks per `fire.lua` call.
+const FIRE_CHUNK: usize = 500;
+
+/// A `fire.lua` call under way: the runs it fired, `None` when the lease was lost.
+type FireCall<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = dotjob_shared::Result<Option<u64>>> + Send + 'a>,
+>;
+
+impl Engine {
+    /// Fires what is due in `group` under `fence` (`None`: unfenced); returns how long to
+    /// sleep (zero after losing the lease).
+    pub(super) async fn fire_due(
+        &self,
+        group: &str,
+        fence: Option<&Fence>,
+    ) -> dotjob_shared::Result<Duration> {
+        let prefix = self.redis.keys().group_prefix(group);
+        let ahead = self.settings.fire_ahead.as_millis() as u64;
+        loop {
+            let mut c = self.redis.conn().await?;
+            let due = Due {
+                max_jobs: DUE_BATCH,
+                look_ahead_ms: ahead,
+            }
+            .call(&mut c, &prefix)
+            .await?;
+            let replied = Instant::now();
+            let now = due.now_ms;
+            let until = |at: i64| {
+                Duration::from_millis((at - now).max(0) as u64).saturating_sub(replied.elapsed())
+            };
+            if due.jobs.is_empty() {
+                let wait = due
+                    .next_score
+                    .map_or(MAX_SLEEP, |n| until(n - ahead as i64));
+                return Ok(wait.min(MAX_SLEEP));
+            }
+            let mut batch: Vec<FireJob<'_>> = Vec::new();
+            let mut ticks_in_call = 0;
+            let mut fired = 0u64;
+            // One fire call in flight while the next chunk is planned: the Redis work of one
+            // chunk overlaps the cron arithmetic of the next.
+            let mux = MultiplexedConnection::clone(&c);
+            let defs = self.jobs(&mut c, group, &due.jobs).await?;
+            let mut in_flight: Option<FireCall<'_>> = None;
+            // Jobs with an overlap policy decide at their instant, not ahead of it.
+            let mut deferred: Option<i64> = None;
+            for job in &due.jobs {
+                let def = defs.get(&job.id);
+                if let Some(Ok(d)) = def
+                    && d.policy != ConcurrencyPolicy::Allow
+                    && job.score > now
+                {
+                    deferred = Some(deferred.map_or(job.score, |at: i64| at.min(job.score)));
+                    continue;
+                }
+                // Without a plan (gone, paused, by hand only, unreadable) the job leaves the
+                // schedule.
+                let mut fire = FireJob {
+                    id: &job.id,
+                    expected_score: job.score,
+                    next_score: None,
+                    version: job.version,
+                    policy: ConcurrencyPolicy::Allow,
+                    exhausted: false,
+                    ticks: Vec::new(),
+                    skip: None,
+                    shards: None,
+                };
+                match def {
+                    Some(Ok(d)) => {
+                        if let Some((sched, tz)) = d.schedule.as_deref()
+                            && d.enabled
+                        {
+                            let horizon = if d.policy == ConcurrencyPolicy::Allow {
+                                now + ahead as i64
+                            } else {
+                                now
+                            };
+                            let p = plan(&d.rules, sched, *tz, job.score, now, horizon);
+                            fire.policy = d.policy;
+                            fire.exhausted = p.next.is_none();
+                            fire.next_score = p.next;
+                            crate::metrics::fire_lag(group, now, &p.fire);
+                            fire.ticks = p.fire;
+                            fire.skip = p.skip;
+                            fire.shards = d.shards.as_deref();
+                        }
+                    }
+                    None => {}
+                    Some(Err(message)) => {
+                        warn!(group, job = %job.id, message, "unreadable job; unscheduling it");
+                    }
+                }
+                ticks_in_call += fire.ticks.len() * (1 + fire.shards.map_or(0, <[_]>::len)) + 1;
+                batch.push(fire);
+                if ticks_in_call >= FIRE_CHUNK {
+                    if let Some(prev) = in_flight.take() {
+                        match prev.await? {
+                            Some(n) => fired += n,
+                            None => return Ok(Duration::ZERO),
+                        }
+                    }
+                    let chunk = std::mem::take(&mut batch);
+                    in_flight = Some(Box::pin(self.fire(mux.clone(), group, fence, chunk)));
+                    ticks_in_call = 0;
+                }
+            }
+            if let Some(prev) = in_flight.take() {
+                match prev.await? {
+                    Some(n) => fired += n,
+                    None => return Ok(Duration::ZERO),
+                }
+            }
+            if !batch.is_empty() {
+                match self.fire(mux.clone(), group, fence, batch).await? {
+                    Some(n) => fired += n,
+                    None => return Ok(Duration::ZERO),
+                }
+            }
+            if fired > 0 {
+                crate::metrics::ticks_fired(group, fired);
+            }
+            if let Some(at) = deferred
+                && fired == 0
+            {
+                // Only jobs waiting for their exact instant are left in the window.
+                return Ok(until(at).min(MAX_SLEEP));
+            }
+        }
+    }
+
+    /// One `fire.lua` call; `None` when the fence no longer holds the lease.
+    async fn fire(
+        &self,
+        mut c: MultiplexedConnection,
+        group: &str,
+        fence: Option<&Fence>,
+        jobs: Vec<FireJob<'_>>,
+    ) -> dotjob_shared::Result<Option<u64>> {
+        let reply = Fire {
+            group,
+            fence,
+            fire_ahead_ms: self.settings.fire_ahead.as_millis() as u64,
+            jobs: &jobs,
+        }
+        .call(&mut c, self.redis.keys())
+        .await?;
+        match reply {
+            FireReply::Fenced => {
+                warn!(
+                    group,
+                    "lost the group lease while firing; nothing was fired"
+                );
+                crate::metrics::fenced(group);
+                self.leases.lost(group);
+                Ok(None)
+            }
+            FireReply::Fired { fired, stale } => {
+                if stale > 0 {
+                    debug!(
+                        group,
+                        stale, "some jobs were fired or changed elsewhere meanwhile"
+                    );
+                }
+                Ok(Some(fired))
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The scheduling loop: one task per group fires the group's due ticks on the Redis clock.
+//!
+//! Each round ([`firing`]) asks `due.lua` for the jobs whose score (next fire instant) is
+//! due, plans the ticks in Rust (cron, time zones, misfire rules: [`crate::plan`]) and fires
+//! them with `fire.lua`, which checks each job's expected score, appends the runs and moves
+//! the score atomically — so however many replicas fire at once, a tick is enqueued at most
+//! once. The loop then sleeps until the earliest score (measured from the Redis reply, not
+//! the host clock), or until a job change wakes it.
+//!
+//! Definitions are cached by (id, version), bounded ([`views`]): `due.lua` returns each due
+//! job's version so a stale cache entry is never used, and the scheduler never loads every
+//! job.
+//!
+//! Tasks: one loop per group, group discovery, the event listener (job changes invalidate
+//! the cache and wake the group's loop), the leases and housekeeping ([`crate::janitor`]).
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use dotjob_shared::Redis;
+use dotjob_shared::events::Event;
+use dotjob_shared::schedule::Schedule;
+use futures::StreamExt;
+use redis::AsyncCommands;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::lease::Leases;
+pub use crate::settings::EngineSettings;
+
+mod firing;
+mod views;
+
+use views::Cached;
+
+/// Longest sleep between rounds, so a missed wake-up costs at most this much.
+const MAX_SLEEP: Duration = Duration::from_secs(2);
+
+/// Parsed schedules by (schedule text, time zone name).
+type ScheduleCache = lru::LruCache<(String, String), Arc<(Schedule, Tz)>>;
+
+/// The scheduling side of a scheduler process.
+pub struct Engine {
+    redis: Redis,
+    settings: EngineSettings,
+    /// Firing views by job id; filled by the group loops, emptied per job by the event
+    /// listener and the admin API on a change.
+    cache: Mutex<lru::LruCache<String, Arc<Cached>>>,
+    /// Parsed schedules, shared by every job with the same schedule and zone.
+    schedules: Mutex<ScheduleCache>,
+    /// One wake-up per group loop, by group; a loop is started once per group.
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Which groups this replica may fire.
+    leases: Arc<Leases>,
+    /// Stops every task of the engine.
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `redis`; nothing runs until [`Engine::run`].
+    pub fn new(redis: Redis, leases: Arc<Leases>, settings: EngineSettings) -> Arc<Self> {
+        Arc::new(Self {
+            cache: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(settings.cache_size.max(1)).unwrap_or(NonZeroUsize::MIN),
+            )),
+            schedules: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(4_096).unwrap_or(NonZeroUsize::MIN),
+            )),
+            wakers: Mutex::default(),
+            stop: CancellationToken::new(),
+            leases,
+            settings,
+            redis,
+        })
+    }
+
+    /// This replica's leases (for `/readyz`).
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.leases
+    }
+
+    /// Wakes the loop of `group` now (after a job change in this process).
+    pub fn wake(&self, group: &str) {
+        if let Some(n) = self.wakers.lock().ok().and_then(|w| w.get(group).cloned()) {
+            n.notify_one();
+        }
+    }
+
+    /// Forgets a cached definition.
+    pub fn invalidate(&self, id: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.pop(id);
+        }
+    }
+
+    /// Runs the leases, group discovery, the event listener and one loop per group until
+    /// `shutdown`; then releases the leases it holds.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let leases = tokio::spawn({
+            let me = self.clone();
+            async move { me.leases.run(me.stop.clone()).await }
+        });
+        let tasks = [
+            tokio::spawn(self.clone().discover_loop()),
+            tokio::spawn(self.clone().listen_loop()),
+            tokio::spawn(crate::janitor::run(
+                self.redis.clone(),
+                self.leases.clone(),
+                self.settings.clone(),
+                self.stop.clone(),
+            )),
+        ];
+        shutdown.await;
+        self.stop.cancel();
+        for t in tasks {
+            t.abort();
+        }
+        let _ = leases.await;
+    }
+
+    fn ensure_group(self: &Arc<Self>, group: &str) {
+        let Ok(mut w) = self.wakers.lock() else {
+            return;
+        };
+        if w.contains_key(group) {
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        w.insert(group.to_owned(), notify.clone());
+        self.leases.track(group);
+        info!(group, "scheduling group");
+        tokio::spawn(self.clone().group_loop(group.to_owned(), notify));
+    }
+
+    async fn discover_loop(self: Arc<Self>) {
+        loop {
+            let res: dotjob_shared::Result<Vec<String>> = async {
+                let mut c = self.redis.conn().await?;
+                Ok(c.smembers(self.redis.keys().groups()).await?)
+            }
+            .await;
+            match res {
+                Ok(groups) => {
+                    for g in groups {
+                        self.ensure_group(&g);
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot list groups"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(MAX_SLEEP) => {}
+                () = self.stop.cancelled() => return,
+            }
+        }
+    }
+
+    async fn listen_loop(self: Arc<Self>) {
+        let channel = self.redis.keys().events();
+        loop {
+            let sub = async {
+                let mut ps = self.redis.pubsub().await?;
+                ps.subscribe(&channel).await?;
+                Ok::<_, dotjob_shared::Error>(ps)
+            }
+            .await;
+            let mut ps = match sub {
+                Ok(ps) => ps,
+                Err(e) => {
+                    debug!(error = %e, "event listener cannot connect; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = self.stop.cancelled() => return,
+                    }
+                }
+            };
+            let mut msgs = ps.on_message();
+            while let Some(msg) = msgs.next().await {
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                if let Ok(Event::Job { group, id, .. }) = serde_json::from_str::<Event>(&payload) {
+                    self.invalidate(&id);
+                    self.ensure_group(&group);
+                    self.wake(&group);
+                }
+            }
+        }
+    }
+
+    async fn group_loop(self: Arc<Self>, group: String, notify: Arc<Notify>) {
+        let mut failures = 0u32;
+        loop {
+            let wait = if let Some(holding) = self.leases.holding(&group) {
+                match self.fire_due(&group, holding.fence()).await {
+                    Ok(wait) => {
+                        failures = 0;
+                        wait
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        metrics::counter!("dotjob_schedule_pass_errors_total", "group" => group.clone())
+                            .increment(1);
+                        if failures == 1 || failures.is_multiple_of(30) {
+                            warn!(group, error = %e, failures, "scheduling round failed; retrying");
+                        }
+                        Duration::from_millis(100 * u64::from(failures.min(20)))
+                    }
+                }
+            } else {
+                self.leases.held_wait()
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = notify.notified() => {}
+                () = self.leases.changed(&group) => {}
+                () = self.stop.cancelled() => return,
+            }
+        }
+    }
+}
