@@ -107,7 +107,8 @@ impl Link {
 
 /// Whether Redis refused a write because it is out of memory (`OOM` reply).
 pub fn is_oom(e: &Error) -> bool {
-    matches!(e, Error::Redis(r) if r.code() == Some("OOM"))
+    matches!(e, Error::Redis(r)
+        if r.code() == Some("OOM") || r.to_string().contains("OOM command not allowed"))
 }
 
 impl std::fmt::Debug for Redis {
@@ -209,6 +210,14 @@ impl Redis {
         )
     }
 
+    /// Whether Redis is at its `maxmemory` (it then refuses writes with `OOM`), from
+    /// `INFO memory`; `false` without a limit.
+    pub async fn memory_full(&self) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
+        Ok(memory_full(&info))
+    }
+
     /// The Redis server clock, in ms; records the round trip.
     pub async fn now_ms(&self) -> Result<i64> {
         let sent = Instant::now();
@@ -216,6 +225,23 @@ impl Redis {
         let now = now_ms(&mut c).await?;
         metrics::histogram!(crate::metrics::REDIS_ROUNDTRIP).record(sent.elapsed().as_secs_f64());
         Ok(now)
+    }
+}
+
+/// Whether an `INFO memory` text shows `used_memory` at or over a set `maxmemory`.
+fn memory_full(info: &str) -> bool {
+    let field = |name: &str| {
+        info.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(':')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    match (field("used_memory"), field("maxmemory")) {
+        (Some(used), Some(max)) => max > 0 && used >= max,
+        _ => false,
     }
 }
 
@@ -231,4 +257,18 @@ fn timed_out(what: &'static str) -> Error {
 pub async fn now_ms<C: redis::aio::ConnectionLike + Send>(c: &mut C) -> Result<i64> {
     let (s, us): (i64, i64) = redis::cmd("TIME").query_async(c).await?;
     Ok(s * 1_000 + us / 1_000 + crate::scripts::clock_offset_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_is_full_only_at_a_set_limit() {
+        let info = |used: u64, max: u64| {
+            format!("# Memory\r\nused_memory:{used}\r\nused_memory_human:1M\r\nmaxmemory:{max}\r\n")
+        };
+        assert!(super::memory_full(&info(2_000, 1_000)));
+        assert!(!super::memory_full(&info(500, 1_000)));
+        assert!(!super::memory_full(&info(5_000, 0)));
+        assert!(!super::memory_full(""));
+    }
 }

@@ -13,6 +13,7 @@ mod faults;
 mod ha;
 mod inflight;
 mod metrics;
+mod redis_oom;
 mod reliability;
 mod routing;
 mod security;

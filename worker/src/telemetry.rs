@@ -68,7 +68,12 @@ async fn healthz() -> &'static str {
 /// says why, and what the process adds (a scheduler's leases).
 async fn readyz(State(p): State<Probe>) -> Response {
     let ping = tokio::time::timeout(READY_PING_TIMEOUT, p.redis.ping()).await;
+    let full = matches!(p.redis.memory_full().await, Ok(true));
     let (ok, redis) = match ping {
+        Ok(Ok(_)) if full => (
+            false,
+            serde_json::json!({"ok": false, "error": "Redis is out of memory (maxmemory reached); writes are refused"}),
+        ),
         Ok(Ok(rtt)) => (
             true,
             serde_json::json!({"ok": true, "roundtrip_ms": rtt.as_secs_f64() * 1_000.0}),
