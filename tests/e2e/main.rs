@@ -13,7 +13,6 @@ mod faults;
 mod ha;
 mod inflight;
 mod metrics;
-mod redis_oom;
 mod reliability;
 mod routing;
 mod security;
