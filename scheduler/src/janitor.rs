@@ -50,6 +50,7 @@ pub async fn housekeep_held_groups(
     let mut deleted_total = 0;
     for group in groups.iter().filter(|g| leases.is_holder(g)) {
         let prefix = redis.keys().group_prefix(group);
+        crate::metrics::sample_group(redis, group).await?;
         let trim = TrimStream.call(&mut c, &prefix).await?;
         if trim.removed > 0 {
             debug!(group, trimmed = trim.removed, kept_from = ?trim.kept_from, "trimmed the stream");

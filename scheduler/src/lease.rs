@@ -158,6 +158,24 @@ impl Leases {
         self.holding(group).is_some()
     }
 
+    /// The groups this replica considers, each with whether it holds the lease.
+    pub fn states(&self) -> Vec<(String, bool)> {
+        let names: Vec<String> = self
+            .groups
+            .lock()
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut v: Vec<(String, bool)> = names
+            .into_iter()
+            .map(|n| {
+                let held = self.is_holder(&n);
+                (n, held)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     /// How long a loop without the lease waits before looking again.
     pub fn held_wait(&self) -> Duration {
         self.ttl / 5
@@ -316,6 +334,7 @@ impl Leases {
             l.epoch = epoch;
             l.valid_until = valid_until;
             if changed {
+                crate::metrics::lease_changed(group, epoch.is_some());
                 l.notify.notify_one();
             }
         }

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod janitor;
 pub mod lease;
 pub mod local_redis;
+pub mod metrics;
 pub mod plan;
 pub mod settings;
 pub mod stats;

@@ -4,8 +4,13 @@
 //! out per batch of work: every checkout costs a PING). Blocking reads (`XREADGROUP BLOCK`)
 //! and pub/sub get connections of their own, never a shared multiplexed one, with a reply
 //! timeout longer than the block (redis-rs 1.x defaults to 500 ms, shorter than our BLOCK).
+//!
+//! Every handle of one process shares a [`Link`]: whether Redis is reachable, so a lost
+//! connection is logged once with its error, then at most once per backoff step with the
+//! attempt count, and "reconnected after N s" when it answers again.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
@@ -22,6 +27,88 @@ pub struct Redis {
     client: redis::Client,
     keys: Keys,
     timeout: Duration,
+    /// Reachability, shared by the clones of this handle.
+    link: Arc<Link>,
+}
+
+/// An outage in progress: since when, how many failed attempts, when it is logged next.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    attempts: u64,
+    next_log: Instant,
+    step: Duration,
+}
+
+/// Whether Redis is reachable, written by every connection attempt.
+#[derive(Debug, Default)]
+pub struct Link {
+    outage: Mutex<Option<Outage>>,
+}
+
+/// Longest pause between two log lines of one outage.
+const MAX_LOG_STEP: Duration = Duration::from_secs(60);
+
+impl Link {
+    /// Notes a failed attempt: logs the first one with its error, then at most once per
+    /// backoff step (1 s, 2 s, 4 s … 60 s) with the attempt count.
+    fn failed(&self, e: &Error) {
+        metrics::counter!(crate::metrics::REDIS_ERRORS, "kind" => "connect").increment(1);
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        match o.as_mut() {
+            None => {
+                tracing::warn!(error = %e, "lost the connection to Redis; retrying");
+                *o = Some(Outage {
+                    since: now,
+                    attempts: 1,
+                    next_log: now + Duration::from_secs(1),
+                    step: Duration::from_secs(1),
+                });
+            }
+            Some(out) => {
+                out.attempts += 1;
+                if now >= out.next_log {
+                    out.step = (out.step * 2).min(MAX_LOG_STEP);
+                    out.next_log = now + out.step;
+                    tracing::warn!(
+                        error = %e,
+                        attempts = out.attempts,
+                        down_s = out.since.elapsed().as_secs(),
+                        "Redis still unreachable"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Notes a successful attempt: ends an outage with "reconnected after N s".
+    fn succeeded(&self) {
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        if let Some(out) = o.take() {
+            metrics::counter!(crate::metrics::REDIS_RECONNECTS).increment(1);
+            let secs = out.since.elapsed().as_secs_f64();
+            tracing::info!(
+                attempts = out.attempts,
+                "reconnected to Redis after {secs:.1} s"
+            );
+        }
+    }
+
+    /// Whether an outage is in progress.
+    pub fn is_down(&self) -> bool {
+        self.outage.lock().map(|o| o.is_some()).unwrap_or(false)
+    }
+}
+
+/// Whether Redis refused a write because it is out of memory (`OOM` reply).
+pub fn is_oom(e: &Error) -> bool {
+    matches!(e, Error::Redis(r)
+        if r.code() == Some("OOM") || r.to_string().contains("OOM command not allowed"))
 }
 
 impl std::fmt::Debug for Redis {
@@ -58,6 +145,7 @@ impl Redis {
             client,
             keys: Keys::new(cfg.prefix.clone()),
             timeout: cfg.timeout,
+            link: Arc::default(),
         })
     }
 
@@ -68,7 +156,36 @@ impl Redis {
 
     /// A pooled connection for ordinary commands.
     pub async fn conn(&self) -> Result<Conn> {
-        Ok(self.pool.get().await?)
+        self.watch(self.pool.get().await.map_err(Error::from))
+    }
+
+    /// Whether Redis was unreachable at the last attempt.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Notes a connection attempt's result in the link state.
+    fn watch<T>(&self, r: Result<T>) -> Result<T> {
+        match &r {
+            Ok(_) => self.link.succeeded(),
+            Err(e) => self.link.failed(e),
+        }
+        r
+    }
+
+    /// `PING` with the handle's timeout; records the round trip.
+    pub async fn ping(&self) -> Result<Duration> {
+        let sent = Instant::now();
+        let mut c = self.conn().await?;
+        let r: Result<String> =
+            tokio::time::timeout(self.timeout, redis::cmd("PING").query_async(&mut c))
+                .await
+                .map_err(|_| timed_out("PING timed out"))?
+                .map_err(Error::from);
+        r?;
+        let rtt = sent.elapsed();
+        metrics::histogram!(crate::metrics::REDIS_ROUNDTRIP).record(rtt.as_secs_f64());
+        Ok(rtt)
     }
 
     /// A connection of its own for a blocking command that blocks up to `block`.
@@ -76,10 +193,12 @@ impl Redis {
         let cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(block + self.timeout))
             .set_connection_timeout(Some(self.timeout));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await?)
+        self.watch(
+            self.client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+                .map_err(Error::from),
+        )
     }
 
     /// A pub/sub connection.
@@ -87,24 +206,69 @@ impl Redis {
         Ok(
             tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
                 .await
-                .map_err(|_| {
-                    Error::Redis(redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "pub/sub connect timed out",
-                    )))
-                })??,
+                .map_err(|_| timed_out("pub/sub connect timed out"))??,
         )
     }
 
-    /// The Redis server clock, in ms.
-    pub async fn now_ms(&self) -> Result<i64> {
+    /// Whether Redis is at its `maxmemory` (it then refuses writes with `OOM`), from
+    /// `INFO memory`; `false` without a limit.
+    pub async fn memory_full(&self) -> Result<bool> {
         let mut c = self.conn().await?;
-        now_ms(&mut c).await
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
+        Ok(memory_full(&info))
     }
+
+    /// The Redis server clock, in ms; records the round trip.
+    pub async fn now_ms(&self) -> Result<i64> {
+        let sent = Instant::now();
+        let mut c = self.conn().await?;
+        let now = now_ms(&mut c).await?;
+        metrics::histogram!(crate::metrics::REDIS_ROUNDTRIP).record(sent.elapsed().as_secs_f64());
+        Ok(now)
+    }
+}
+
+/// Whether an `INFO memory` text shows `used_memory` at or over a set `maxmemory`.
+fn memory_full(info: &str) -> bool {
+    let field = |name: &str| {
+        info.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(':')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    match (field("used_memory"), field("maxmemory")) {
+        (Some(used), Some(max)) => max > 0 && used >= max,
+        _ => false,
+    }
+}
+
+/// A timeout as a Redis error.
+fn timed_out(what: &'static str) -> Error {
+    Error::Redis(redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        what,
+    )))
 }
 
 /// The Redis server clock, in ms (`TIME`, plus the test clock offset if one is set).
 pub async fn now_ms<C: redis::aio::ConnectionLike + Send>(c: &mut C) -> Result<i64> {
     let (s, us): (i64, i64) = redis::cmd("TIME").query_async(c).await?;
     Ok(s * 1_000 + us / 1_000 + crate::scripts::clock_offset_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_is_full_only_at_a_set_limit() {
+        let info = |used: u64, max: u64| {
+            format!("# Memory\r\nused_memory:{used}\r\nused_memory_human:1M\r\nmaxmemory:{max}\r\n")
+        };
+        assert!(super::memory_full(&info(2_000, 1_000)));
+        assert!(!super::memory_full(&info(500, 1_000)));
+        assert!(!super::memory_full(&info(5_000, 0)));
+        assert!(!super::memory_full(""));
+    }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod groups;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod schedule;
 pub mod scripts;

@@ -15,6 +15,7 @@ mod errors;
 mod faults;
 mod ha;
 mod inflight;
+mod metrics;
 mod reliability;
 mod routing;
 mod security;

@@ -1,12 +1,16 @@
 //! Logs, metrics and health for dotjob processes (and for services embedding the worker):
-//! tracing to stderr, a Prometheus recorder, `/metrics` + `/healthz`, and the shutdown signal.
+//! tracing to stderr, a Prometheus recorder (every family described), `/metrics`, `/healthz`
+//! (the process is up) and `/readyz` (Redis answers a PING; a scheduler adds its leases), and
+//! the shutdown signal.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dotjob_shared::Redis;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -34,37 +38,92 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                dotjob_shared::metrics::describe();
+            }
             handle
         })
         .clone()
 }
 
+/// What a process adds to its `/readyz` body (a scheduler: the leases it holds or waits for).
+pub type ReadyDetail = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// How long `/readyz` waits for Redis to answer its PING.
+const READY_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 struct Probe {
     redis: Redis,
     metrics: PrometheusHandle,
+    detail: Option<ReadyDetail>,
 }
 
-async fn healthz(State(p): State<Probe>) -> (StatusCode, &'static str) {
-    match p.redis.now_ms().await {
-        Ok(_) => (StatusCode::OK, "ok\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable\n"),
+/// `GET /healthz`: the process is up and serving (a liveness probe; Redis is not asked).
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: 200 when Redis answers a PING within a second, else 503; the JSON body
+/// says why, and what the process adds (a scheduler's leases).
+async fn readyz(State(p): State<Probe>) -> Response {
+    let ping = tokio::time::timeout(READY_PING_TIMEOUT, p.redis.ping()).await;
+    let full = matches!(p.redis.memory_full().await, Ok(true));
+    let (ok, redis) = match ping {
+        Ok(Ok(_)) if full => (
+            false,
+            serde_json::json!({"ok": false, "error": "Redis is out of memory (maxmemory reached); writes are refused"}),
+        ),
+        Ok(Ok(rtt)) => (
+            true,
+            serde_json::json!({"ok": true, "roundtrip_ms": rtt.as_secs_f64() * 1_000.0}),
+        ),
+        Ok(Err(e)) => (
+            false,
+            serde_json::json!({"ok": false, "error": e.to_string()}),
+        ),
+        Err(_) => (
+            false,
+            serde_json::json!({"ok": false, "error": "no answer to PING within 1 s"}),
+        ),
+    };
+    let mut body = serde_json::json!({
+        "status": if ok { "ready" } else { "unavailable" },
+        "redis": redis,
+    });
+    if let Some(d) = &p.detail
+        && let (Some(b), serde_json::Value::Object(extra)) = (body.as_object_mut(), d())
+    {
+        b.extend(extra);
     }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(State(p): State<Probe>) -> String {
     p.metrics.render()
 }
 
-/// `GET /healthz` (200 when Redis answers, else 503) and `GET /metrics` (Prometheus text).
+/// `GET /healthz` (200 while the process serves), `GET /readyz` (200 when Redis answers,
+/// else 503, JSON) and `GET /metrics` (Prometheus text).
 pub fn router(redis: Redis) -> Router {
+    router_with(redis, None)
+}
+
+/// [`router`] with what a process adds to the `/readyz` body.
+pub fn router_with(redis: Redis, detail: Option<ReadyDetail>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(Probe {
             redis,
             metrics: metrics_handle(),
+            detail,
         })
 }
 

@@ -89,6 +89,18 @@ impl From<dotjob_shared::Error> for ApiError {
                 format!("{what} not found"),
             ),
             E::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            e if dotjob_shared::conn::is_oom(&e) => {
+                dotjob_shared::metrics::redis_error(&e);
+                Self {
+                    internal: Some(e.to_string()),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "Redis is out of memory (maxmemory reached): writes are refused until \
+                         memory is freed or maxmemory raised",
+                    )
+                }
+            }
             e if e.is_unavailable() => Self {
                 internal: Some(e.to_string()),
                 ..Self::new(

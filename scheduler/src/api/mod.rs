@@ -145,6 +145,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
     openapi::finish(app_routes().into_openapi())
 }
 
+/// The `/readyz` detail of a scheduler: the groups whose lease it holds or waits for.
+fn lease_detail(leases: Arc<crate::lease::Leases>) -> dotjob_worker::telemetry::ReadyDetail {
+    Arc::new(move || {
+        let (held, waiting): (Vec<_>, Vec<_>) = leases.states().into_iter().partition(|s| s.1);
+        let names = |v: Vec<(String, bool)>| v.into_iter().map(|s| s.0).collect::<Vec<_>>();
+        serde_json::json!({"leases": {"held": names(held), "waiting": names(waiting)}})
+    })
+}
+
 /// The whole app, open (no tokens, no CORS).
 pub fn router(state: AppState) -> Router {
     router_with(state, &ApiOptions::default())
@@ -159,6 +168,7 @@ pub fn router_with(state: AppState, opts: &ApiOptions) -> Router {
         tokens: Arc::new(tokens::TokenRegistry::load_or_closed(opts)),
         table: table.clone(),
     });
+    let ready = lease_detail(state.engine.leases().clone());
     let auditor = Arc::new(audit::Auditor {
         store: state.store.clone(),
         table,
@@ -173,7 +183,8 @@ pub fn router_with(state: AppState, opts: &ApiOptions) -> Router {
         .layer(axum::Extension(follow))
         .layer(axum::Extension(guard))
         .with_state(state)
-        .merge(dotjob_worker::telemetry::router(redis))
+        .layer(middleware::from_fn(crate::metrics::count_requests))
+        .merge(dotjob_worker::telemetry::router_with(redis, Some(ready)))
         .merge(crate::console::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

@@ -96,6 +96,7 @@ impl Engine {
                             fire.policy = d.policy;
                             fire.exhausted = p.next.is_none();
                             fire.next_score = p.next;
+                            crate::metrics::fire_lag(group, now, &p.fire);
                             fire.ticks = p.fire;
                             fire.skip = p.skip;
                             fire.shards = d.shards.as_deref();
@@ -133,8 +134,7 @@ impl Engine {
                 }
             }
             if fired > 0 {
-                metrics::counter!("dotjob_ticks_fired_total", "group" => group.to_owned())
-                    .increment(fired);
+                crate::metrics::ticks_fired(group, fired);
             }
             if let Some(at) = deferred
                 && fired == 0
@@ -167,6 +167,7 @@ impl Engine {
                     group,
                     "lost the group lease while firing; nothing was fired"
                 );
+                crate::metrics::fenced(group);
                 self.leases.lost(group);
                 Ok(None)
             }

@@ -84,6 +84,11 @@ impl Engine {
         })
     }
 
+    /// This replica's leases (for `/readyz`).
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.leases
+    }
+
     /// Wakes the loop of `group` now (after a job change in this process).
     pub fn wake(&self, group: &str) {
         if let Some(n) = self.wakers.lock().ok().and_then(|w| w.get(group).cloned()) {

@@ -77,7 +77,7 @@ async fn claim_once(
     let claimed = invoke_claim(shared, cursor, count, autoclaim).await?;
     if claimed.lost > 0 {
         warn!(group = %shared.group, lost = claimed.lost, "stream entries were deleted while pending; runs recorded as lost");
-        metrics::counter!("dotjob_runs_lost_total", "group" => shared.group.clone())
+        metrics::counter!(dotjob_shared::metrics::RUNS_LOST, "group" => shared.group.clone())
             .increment(claimed.lost);
     }
     let mut out = Vec::with_capacity(claimed.entries.len());

@@ -5,10 +5,9 @@
 //! answers. Only then does it forget the entries in the in-flight table, so the heartbeat
 //! keeps them alive until they are recorded.
 //!
-//! It is the only reader of the completion channel and owns the `dotjob_runs_total`
-//! counter handles.
+//! It is the only reader of the completion channel and owns the run counters
+//! (`dotjob_runs_total`, retries, dead letters), counted from the script's verdicts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use dotjob_shared::scripts;
@@ -19,34 +18,16 @@ use tracing::{info, warn};
 use super::backoff::Backoff;
 use super::outcome::{Done, Outcome, counted_status};
 use super::shared::Shared;
+use crate::metrics::RunCounters;
 
 /// Most attempts recorded by one `complete.lua` call.
 const COMPLETE_BATCH: usize = 256;
-
-/// The `dotjob_runs_total` counters of one group, by status, looked up once each.
-struct RunCounters {
-    group: String,
-    by_status: HashMap<&'static str, metrics::Counter>,
-}
-
-impl RunCounters {
-    fn count(&mut self, status: &'static str) {
-        let group = &self.group;
-        self.by_status
-            .entry(status)
-            .or_insert_with(|| metrics::counter!("dotjob_runs_total", "group" => group.clone(), "status" => status))
-            .increment(1);
-    }
-}
 
 /// Records what arrives on `rx` until the channel closes (or the task is aborted).
 pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Done>) {
     let mut backoff = Backoff::new();
     let never = CancellationToken::new();
-    let mut counters = RunCounters {
-        group: shared.group.clone(),
-        by_status: HashMap::new(),
-    };
+    let mut counters = RunCounters::new(&shared.group);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < COMPLETE_BATCH {
@@ -85,9 +66,10 @@ async fn write(
 ) -> dotjob_shared::Result<()> {
     let mut c = shared.redis.conn().await?;
     if !record.is_empty() {
-        for recorded in invoke_complete(shared, &mut c, record).await? {
-            if let Some(status) = counted_status(recorded) {
-                counters.count(status);
+        let recorded = invoke_complete(shared, &mut c, record).await?;
+        for (d, r) in record.iter().zip(recorded) {
+            if let Some(status) = counted_status(r) {
+                counters.count(&d.job, status);
             }
         }
     }

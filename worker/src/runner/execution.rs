@@ -40,6 +40,7 @@ pub(super) async fn run(
     // One token per run: a cancel request, the deadline and a hard shutdown all cancel it,
     // and the handler sees it through its context.
     let cancel = shared.inflight.start(&d.entry, started);
+    crate::metrics::start_lag(&shared.group, shared.clock.now(), d.at);
     let log = Arc::new(Mutex::new(LogBuffer::default()));
     if d.attempt > 1
         && let Ok(mut l) = log.lock()
@@ -141,7 +142,7 @@ pub(super) async fn run(
             .backoff
             .delay_ms(d.attempt + 1, rand::random_range(-1.0..=1.0))
     });
-    shared.durations.record(duration_ms as f64 / 1_000.0);
+    crate::metrics::run_duration(&shared.group, &d.job, duration_ms as f64 / 1_000.0);
     shared.send(Done {
         entry: d.entry,
         run: d.run,
@@ -165,7 +166,10 @@ async fn fire_children(shared: &Shared, run: &str, children: &[String], log: &Mu
     let store = dotjob_shared::Store::new(shared.redis.clone());
     for child in children {
         let line = match store.trigger(child, None, "child", Some(run)).await {
-            Ok(child_run) => format!("fired child job {child}: run {child_run}"),
+            Ok(child_run) => {
+                crate::metrics::child_fired(&shared.group);
+                format!("fired child job {child}: run {child_run}")
+            }
             Err(e) => {
                 warn!(run, child = %child, error = %e, "cannot fire a child job");
                 format!("child job {child} not fired: {e}")

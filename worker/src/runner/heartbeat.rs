@@ -35,8 +35,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
             Err(e) => warn!(error = %e, "heartbeat failed"),
         }
-        metrics::gauge!("dotjob_worker_inflight", "group" => shared.group.clone())
-            .set(entries.len() as f64);
+        let held = shared.waiting.len();
+        crate::metrics::worker_runs(&shared.group, held, entries.len().saturating_sub(held));
     }
 }
 

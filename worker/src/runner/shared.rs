@@ -56,8 +56,6 @@ pub(super) struct Shared {
     pub(super) group_name: Arc<str>,
     pub(super) id_name: Arc<str>,
     pub(super) registry: Registry,
-    /// Metric handle, looked up once rather than per run.
-    pub(super) durations: metrics::Histogram,
 }
 
 impl Shared {
@@ -85,7 +83,6 @@ impl Shared {
             disabled: AtomicBool::new(false),
             group_name: group.as_str().into(),
             id_name: id.as_str().into(),
-            durations: metrics::histogram!("dotjob_run_duration_seconds", "group" => group.clone()),
             registry,
             redis,
             group,
