@@ -688,7 +688,7 @@ async fn a_hundred_thousand_jobs_due_at_the_same_instant_are_all_enqueued_once()
     let redis = redis_handle(&url, &prefix);
     let store = dotjob_shared::Store::new(redis.clone());
     const N: usize = 100_000;
-    let due = now_ms() + 90_000;
+    let due = now_ms() + 180_000;
     let at = chrono::DateTime::from_timestamp_millis(due)
         .unwrap()
         .to_rfc3339();

@@ -111,7 +111,7 @@ pub(crate) struct LogBuffer {
     pub(crate) bytes: usize,
     pub(crate) truncated: bool,
     /// Hides the run's secret values in every line (set when the params reference secrets).
-    pub(crate) mask: Option<Arc<crate::secrets::Masker>>,
+    pub(crate) mask: Option<Arc<crate::mask::Masker>>,
 }
 
 /// Most log lines kept per run.
@@ -271,7 +271,7 @@ impl RunContext {
     }
 
     /// Masks `masker`'s values in every line logged from now on.
-    pub(crate) fn set_masker(&self, masker: Arc<crate::secrets::Masker>) {
+    pub(crate) fn set_masker(&self, masker: Arc<crate::mask::Masker>) {
         if let Ok(mut b) = self.log.lock() {
             b.mask = Some(masker);
         }

@@ -37,6 +37,7 @@ mod cache;
 pub mod config;
 mod declare;
 pub mod handler;
+mod mask;
 mod metrics;
 mod registry;
 mod runner;

@@ -24,10 +24,10 @@ use serde_json::Value;
 use crate::handler::HandlerFuture;
 use crate::{Handler, HandlerError, RunContext};
 
+pub use crate::mask::{MASK, Masker};
+
 /// Prefix of the environment variables secrets are read from.
 pub const ENV_PREFIX: &str = "DOTJOB_SECRET_";
-/// What a secret value is replaced with in logs, results and errors.
-pub const MASK: &str = "***";
 
 /// Where a worker reads secret values.
 #[derive(Clone, Debug, Default)]
@@ -142,60 +142,13 @@ fn substitute(v: &Value, values: &BTreeMap<String, String>) -> Value {
     }
 }
 
-/// Replaces secret values in text.
-#[derive(Debug, Default)]
-pub struct Masker {
-    /// Values to hide, longest first (so a value containing another is hidden whole); a
-    /// multi-line value also adds each of its lines, since logs arrive line by line.
-    values: Vec<String>,
-}
-
-impl Masker {
-    /// A masker hiding `values`.
-    pub fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
-        let mut all: Vec<String> = Vec::new();
-        for v in values {
-            all.push(v.clone());
-            all.extend(v.lines().map(str::to_owned));
-        }
-        all.retain(|v| !v.trim().is_empty());
-        all.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        all.dedup();
-        Self { values: all }
-    }
-
-    /// `s` with every secret value replaced by `***`.
-    pub fn mask(&self, s: &str) -> String {
-        let mut out = s.to_owned();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), MASK);
-            }
-        }
-        out
-    }
-
-    /// `v` with every string (keys too) masked.
-    pub fn mask_value(&self, v: Value) -> Value {
-        match v {
-            Value::String(s) => Value::String(self.mask(&s)),
-            Value::Array(a) => Value::Array(a.into_iter().map(|v| self.mask_value(v)).collect()),
-            Value::Object(o) => Value::Object(
-                o.into_iter()
-                    .map(|(k, v)| (self.mask(&k), self.mask_value(v)))
-                    .collect(),
-            ),
-            other => other,
-        }
-    }
-
-    fn mask_error(&self, e: &HandlerError) -> HandlerError {
-        let msg = self.mask(e.message());
-        if e.is_retryable() {
-            HandlerError::retry(msg)
-        } else {
-            HandlerError::fatal(msg)
-        }
+/// `e` with every secret value in its message masked, retryable as it was.
+fn mask_error(masker: &Masker, e: &HandlerError) -> HandlerError {
+    let msg = masker.mask(e.message());
+    if e.is_retryable() {
+        HandlerError::retry(msg)
+    } else {
+        HandlerError::fatal(msg)
     }
 }
 
@@ -243,7 +196,7 @@ impl Handler for Guarded {
                 .await
             {
                 Ok(Ok(v)) => Ok(masker.mask_value(v)),
-                Ok(Err(e)) => Err(masker.mask_error(&e)),
+                Ok(Err(e)) => Err(mask_error(&masker, &e)),
                 Err(p) => Err(HandlerError::retry(format!(
                     "handler panicked: {}",
                     masker.mask(&panic_message(p.as_ref()))

@@ -38,6 +38,7 @@ mod runs;
 mod runs_all;
 mod schedule;
 pub mod schema;
+mod secret;
 mod stats;
 pub mod tokens;
 pub mod view_schema;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::auth::Secret;
+use super::secret::Secret;
 
 /// How often the tokens file is checked for changes.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
