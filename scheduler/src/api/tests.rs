@@ -17,7 +17,7 @@ use crate::lease::Leases;
 
 /// A state over a Redis nobody listens on: handlers that reach Redis fail, which these
 /// tests never need.
-fn state() -> AppState {
+pub(super) fn state() -> AppState {
     let cfg = dotjob_shared::config::RedisConfig {
         url: "redis://127.0.0.1:1".into(),
         prefix: "unit".into(),

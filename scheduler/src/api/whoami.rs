@@ -56,7 +56,6 @@ pub async fn whoami(Extension(guard): Extension<Arc<Guard>>, headers: HeaderMap)
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode, header};
@@ -65,28 +64,8 @@ mod tests {
     use tower::ServiceExt;
 
     use crate::api::auth::Secret;
-    use crate::api::{ApiOptions, AppState, router_with};
-    use crate::engine::{Engine, EngineSettings};
-    use crate::lease::Leases;
-
-    /// A state over a Redis nobody listens on (`/whoami` never reaches Redis).
-    fn state() -> AppState {
-        let cfg = dotjob_shared::config::RedisConfig {
-            url: "redis://127.0.0.1:1".into(),
-            prefix: "unit".into(),
-            timeout: std::time::Duration::from_millis(200),
-        };
-        let redis = dotjob_shared::Redis::new(&cfg).expect("handle");
-        let leases = Arc::new(Leases::new(
-            redis.clone(),
-            "unit".into(),
-            std::time::Duration::from_secs(5),
-        ));
-        AppState {
-            store: dotjob_shared::Store::new(redis.clone()),
-            engine: Engine::new(redis, leases, EngineSettings::default()),
-        }
-    }
+    use crate::api::tests::state;
+    use crate::api::{ApiOptions, router_with};
 
     async fn whoami(app: &axum::Router, token: Option<&str>) -> (StatusCode, Value) {
         let mut req = Request::get("/api/v1/whoami");
