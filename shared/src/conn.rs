@@ -105,12 +105,6 @@ impl Link {
     }
 }
 
-/// Whether Redis refused a write because it is out of memory (`OOM` reply).
-pub fn is_oom(e: &Error) -> bool {
-    matches!(e, Error::Redis(r)
-        if r.code() == Some("OOM") || r.to_string().contains("OOM command not allowed"))
-}
-
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redis")

@@ -52,6 +52,12 @@ impl Error {
         }
     }
 
+    /// Whether Redis refused a write because it is out of memory (`OOM` reply).
+    pub fn is_oom(&self) -> bool {
+        matches!(self, Self::Redis(r)
+            if r.code() == Some("OOM") || r.to_string().contains("OOM command not allowed"))
+    }
+
     /// True when the failure is about reaching Redis rather than about the request.
     pub fn is_unavailable(&self) -> bool {
         match self {

@@ -169,7 +169,7 @@ pub fn run_labels(
 
 /// Counts a failed Redis call of `kind` (`oom` when Redis answered out of memory).
 pub fn redis_error(e: &crate::Error) {
-    let kind = if crate::conn::is_oom(e) {
+    let kind = if e.is_oom() {
         "oom"
     } else {
         "command"

@@ -89,7 +89,7 @@ impl From<dotjob_shared::Error> for ApiError {
                 format!("{what} not found"),
             ),
             E::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            e if dotjob_shared::conn::is_oom(&e) => {
+            e if e.is_oom() => {
                 dotjob_shared::metrics::redis_error(&e);
                 Self {
                     internal: Some(e.to_string()),
