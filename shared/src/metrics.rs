@@ -169,11 +169,7 @@ pub fn run_labels(
 
 /// Counts a failed Redis call of `kind` (`oom` when Redis answered out of memory).
 pub fn redis_error(e: &crate::Error) {
-    let kind = if e.is_oom() {
-        "oom"
-    } else {
-        "command"
-    };
+    let kind = if e.is_oom() { "oom" } else { "command" };
     metrics::counter!(REDIS_ERRORS, "kind" => kind).increment(1);
 }
 

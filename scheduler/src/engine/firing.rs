@@ -18,7 +18,7 @@ const FIRE_CHUNK: usize = 500;
 
 /// A `fire.lua` call under way: the runs it fired, `None` when the lease was lost.
 type FireCall<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = dotjob_shared::Result<Option<u64>>> + Send + 'a>,
+    Box<dyn std::future::Future<Output = dotjob_shared::Result<Option<(u64, u64)>>> + Send + 'a>,
 >;
 
 impl Engine {
@@ -53,6 +53,8 @@ impl Engine {
             let mut batch: Vec<FireJob<'_>> = Vec::new();
             let mut ticks_in_call = 0;
             let mut fired = 0u64;
+            // Jobs changed since `due.lua` read them: the next round fires them as they are.
+            let mut stale = 0u64;
             // One fire call in flight while the next chunk is planned: the Redis work of one
             // chunk overlaps the cron arithmetic of the next.
             let mux = MultiplexedConnection::clone(&c);
@@ -112,7 +114,7 @@ impl Engine {
                 if ticks_in_call >= FIRE_CHUNK {
                     if let Some(prev) = in_flight.take() {
                         match prev.await? {
-                            Some(n) => fired += n,
+                            Some((n, s)) => (fired, stale) = (fired + n, stale + s),
                             None => return Ok(Duration::ZERO),
                         }
                     }
@@ -123,13 +125,13 @@ impl Engine {
             }
             if let Some(prev) = in_flight.take() {
                 match prev.await? {
-                    Some(n) => fired += n,
+                    Some((n, s)) => (fired, stale) = (fired + n, stale + s),
                     None => return Ok(Duration::ZERO),
                 }
             }
             if !batch.is_empty() {
                 match self.fire(mux.clone(), group, fence, batch).await? {
-                    Some(n) => fired += n,
+                    Some((n, s)) => (fired, stale) = (fired + n, stale + s),
                     None => return Ok(Duration::ZERO),
                 }
             }
@@ -138,6 +140,7 @@ impl Engine {
             }
             if let Some(at) = deferred
                 && fired == 0
+                && stale == 0
             {
                 // Only jobs waiting for their exact instant are left in the window.
                 return Ok(until(at).min(MAX_SLEEP));
@@ -145,14 +148,15 @@ impl Engine {
         }
     }
 
-    /// One `fire.lua` call; `None` when the fence no longer holds the lease.
+    /// One `fire.lua` call: runs fired and jobs found stale; `None` when the fence no
+    /// longer holds the lease.
     async fn fire(
         &self,
         mut c: MultiplexedConnection,
         group: &str,
         fence: Option<&Fence>,
         jobs: Vec<FireJob<'_>>,
-    ) -> dotjob_shared::Result<Option<u64>> {
+    ) -> dotjob_shared::Result<Option<(u64, u64)>> {
         let reply = Fire {
             group,
             fence,
@@ -178,7 +182,7 @@ impl Engine {
                         stale, "some jobs were fired or changed elsewhere meanwhile"
                     );
                 }
-                Ok(Some(fired))
+                Ok(Some((fired, stale)))
             }
         }
     }

@@ -11,13 +11,15 @@
 --          @once) or "0", then "s" for a sharded job, whose ticks are followed by its shard
 --          count N and N shard parameters (JSON, "" for none): each tick becomes N runs
 --          `<id>-<tick>-s<k>`.
--- A job is fired only if its schedule score still equals the expected one and is due on the
+-- A job is fired only if its schedule score still equals the expected one, its version is
+-- still the one given, and it is due on the
 -- Redis clock (within the allowed look-ahead); the score then moves to the next fire
 -- instant. A tick already in the job's run index is a replay and is not enqueued again
 -- (`ZADD NX` is both check and index). Commands that take many members (ZMSCORE, ZADD, ZREM,
 -- HSET) are issued once per call.
 -- Reads:   lease (owner, epoch, expires: the fence); schedule; inflight and the in-flight
---          run's record (overlap policies); job:<id> (`enabled`, when exhausted)
+--          run's record (overlap policies); job:<id> (`version`: a job saved since it was
+--          read is stale and left for the next round; `enabled`, when exhausted)
 -- Writes:  runs:<job> (tick index); the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS,
 --          E_SHARD_PARAM per shard); run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
 --          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM; or F_STATUS 'skipped' with
@@ -70,7 +72,12 @@ while i <= #ARGV do
   local shards = 0
   if string.sub(ARGV[i - 2], 3, 3) == 's' then shards = tonumber(ARGV[i + n]) end
   local score = scores[j]
-  if (not score) or tonumber(score) ~= expected or expected > horizon then
+  -- A job saved since `due.lua` read it (same score, new version) is stale too: its ticks
+  -- are fired by the next round, with the version (and so the params) now current. (A
+  -- deleted job's leftover score is still removed below.)
+  local saved = redis.call('HGET', P .. K_JOB .. id, 'version')
+  if (not score) or tonumber(score) ~= expected or expected > horizon
+      or (saved and saved ~= version) then
     stale = stale + 1
   else
     local index = P .. K_RUNS .. id

@@ -71,7 +71,8 @@ pub enum FireReply {
     Fired {
         /// Runs enqueued.
         fired: u64,
-        /// Jobs left alone because their score moved (fired or changed elsewhere).
+        /// Jobs left alone because their score or version moved (fired or changed elsewhere);
+        /// the next round fires them as they now are.
         stale: u64,
     },
 }
