@@ -81,6 +81,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(JobWritten { job, warnings })))
 }
 
+/// Checks the `group` and `name` filters of a job listing (`GET /jobs`, `GET /views/jobs`).
+pub(super) fn check_filters(group: Option<&str>, name: Option<&str>) -> Result<(), ApiError> {
+    if let Some(g) = group {
+        dotjob_shared::model::job::validate_group(g)?;
+    }
+    if name.is_some_and(|n| n.len() > limits::NAME_MAX) {
+        return Err(ApiError::invalid(
+            "name",
+            format!("longer than {} characters", limits::NAME_MAX),
+        ));
+    }
+    Ok(())
+}
+
 /// List jobs in creation order, filtered and paginated.
 #[utoipa::path(get, path = "/jobs", operation_id = "list_jobs", tag = "jobs",
     params(ListQuery),
@@ -93,15 +107,7 @@ pub async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<JobView>>, ApiError> {
-    if let Some(g) = &q.group {
-        dotjob_shared::model::job::validate_group(g)?;
-    }
-    if q.name.as_ref().is_some_and(|n| n.len() > limits::NAME_MAX) {
-        return Err(ApiError::invalid(
-            "name",
-            format!("longer than {} characters", limits::NAME_MAX),
-        ));
-    }
+    check_filters(q.group.as_deref(), q.name.as_deref())?;
     let cursor = q.cursor.filter(|c| !c.is_empty());
     if cursor.as_deref().is_some_and(|c| !valid_job_id(c)) {
         return Err(ApiError::invalid(

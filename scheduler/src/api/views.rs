@@ -5,7 +5,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use dotjob_shared::model::job::limits;
 use dotjob_shared::views::jobs::{JobQuery, JobRows, LastStatus, list_job_rows};
 use dotjob_shared::views::overview::{Overview, overview as compute};
 use serde::Deserialize;
@@ -52,15 +51,7 @@ pub async fn jobs(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<JobTableQuery>,
 ) -> Result<Json<JobRows>, ApiError> {
-    if let Some(g) = &q.group {
-        dotjob_shared::model::job::validate_group(g)?;
-    }
-    if q.name.as_ref().is_some_and(|n| n.len() > limits::NAME_MAX) {
-        return Err(ApiError::invalid(
-            "name",
-            format!("longer than {} characters", limits::NAME_MAX),
-        ));
-    }
+    super::jobs::check_filters(q.group.as_deref(), q.name.as_deref())?;
     let last_status = match q.last_status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(LastStatus::parse(s).ok_or_else(|| {
             ApiError::invalid(

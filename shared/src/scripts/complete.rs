@@ -22,9 +22,13 @@ pub enum AttemptOutcome {
     /// Not run (recalled, job deleted, malformed entry): acknowledge the entry and leave
     /// the run record alone.
     Skip,
+    /// Not finished at shutdown: given back to the group with `handback.lua`; never passed
+    /// to [`Complete`], which records ended attempts only.
+    Handback,
 }
 
 impl AttemptOutcome {
+    /// The outcomes `complete.lua` reads (a hand-back is not one of them).
     const ALL: [Self; 6] = [
         Self::Succeeded,
         Self::Failed,
@@ -43,7 +47,13 @@ impl AttemptOutcome {
             Self::Cancelled => "cancelled",
             Self::Fatal => "fatal",
             Self::Skip => "skip",
+            Self::Handback => "handback",
         }
+    }
+
+    /// Whether the attempt is retried after the job's backoff (if attempts are left).
+    pub fn retries(self) -> bool {
+        matches!(self, Self::Failed | Self::TimedOut)
     }
 
     /// The status a final attempt with this outcome leaves (attempts exhausted aside).
@@ -53,7 +63,7 @@ impl AttemptOutcome {
             Self::Failed | Self::Fatal => Some(RunStatus::Failed),
             Self::TimedOut => Some(RunStatus::TimedOut),
             Self::Cancelled => Some(RunStatus::Cancelled),
-            Self::Skip => None,
+            Self::Skip | Self::Handback => None,
         }
     }
 }
@@ -146,6 +156,12 @@ impl Complete<'_> {
         if self.attempts.is_empty() {
             return Ok(Vec::new());
         }
+        debug_assert!(
+            self.attempts
+                .iter()
+                .all(|a| a.outcome != AttemptOutcome::Handback),
+            "hand-backs go to handback.lua"
+        );
         let mut inv = COMPLETE.prepare_invoke();
         let order = self.encode(&mut inv, prefix);
         let verdicts: Vec<String> = inv.invoke_async(c).await?;

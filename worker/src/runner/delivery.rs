@@ -27,6 +27,23 @@ pub(super) struct Delivery {
     pub(super) attempt: u32,
 }
 
+#[cfg(test)]
+impl Delivery {
+    /// A first delivery of `run` (of job `j`, fired with `version`) for tick `at`.
+    pub(super) fn sample(run: &str, at: i64, version: u64) -> Self {
+        Self {
+            entry: format!("{at}-0"),
+            run: run.to_owned(),
+            job: "j".to_owned(),
+            version,
+            at,
+            params: None,
+            shard: None,
+            attempt: 1,
+        }
+    }
+}
+
 impl Delivery {
     /// Reads an entry's fields through `get`; `None` when the entry is malformed (no run id,
     /// no version, a shard that is not a number).

@@ -133,16 +133,7 @@ mod tests {
     use super::*;
 
     fn fired(run: &str, version: u64) -> Delivery {
-        Delivery {
-            entry: format!("{run}-0"),
-            run: run.to_owned(),
-            job: "j".to_owned(),
-            version,
-            at: 0,
-            params: None,
-            shard: None,
-            attempt: 1,
-        }
+        Delivery::sample(run, 0, version)
     }
 
     #[test]

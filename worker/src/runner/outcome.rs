@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use dotjob_shared::model::run::code;
-use dotjob_shared::scripts::{self, AttemptOutcome, Recorded};
+use dotjob_shared::scripts::{self, Recorded};
 use serde_json::Value;
 use tokio::task::JoinError;
 
@@ -18,43 +18,9 @@ use crate::handler::{HandlerError, HandlerResult};
 /// Largest result stored on a run; a larger one is replaced by a note of its size.
 pub(super) const RESULT_MAX_BYTES: usize = 64 * 1024;
 
-/// How an attempt ended, in `complete.lua`'s words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Outcome {
-    Succeeded,
-    /// A failure a retry may fix: retried after the job's backoff, while attempts last.
-    Failed,
-    /// The deadline passed (code 502); retried like a failure.
-    TimedOut,
-    Cancelled,
-    /// A failure no retry can fix: the run ends `failed` at once.
-    Fatal,
-    /// Acknowledge the entry without touching the run record (deleted job, recalled run,
-    /// malformed entry).
-    Skip,
-    /// Not finished at shutdown: given back to the group, not recorded.
-    Handback,
-}
-
-impl Outcome {
-    /// The word the script takes.
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed_out",
-            Self::Cancelled => "cancelled",
-            Self::Fatal => "fatal",
-            Self::Skip => "skip",
-            Self::Handback => "handback",
-        }
-    }
-
-    /// Whether the attempt is retried after the job's backoff (if attempts are left).
-    pub(super) fn retries(self) -> bool {
-        matches!(self, Self::Failed | Self::TimedOut)
-    }
-}
+/// How an attempt ended: `complete.lua`'s outcomes, and `Handback` for one not finished at
+/// shutdown (given back to the group, not recorded).
+pub(super) use dotjob_shared::scripts::AttemptOutcome as Outcome;
 
 /// A handler's attempt as the execution saw it end.
 pub(super) type Ended = Result<Value, (Outcome, HandlerError)>;
@@ -194,20 +160,14 @@ impl Done {
     /// The attempt as `complete.lua` records it; `None` for a hand-back, which is not an
     /// attempt's end.
     pub(super) fn attempt(&self) -> Option<scripts::Attempt<'_>> {
-        let outcome = match self.outcome {
-            Outcome::Succeeded => AttemptOutcome::Succeeded,
-            Outcome::Failed => AttemptOutcome::Failed,
-            Outcome::TimedOut => AttemptOutcome::TimedOut,
-            Outcome::Cancelled => AttemptOutcome::Cancelled,
-            Outcome::Fatal => AttemptOutcome::Fatal,
-            Outcome::Skip => AttemptOutcome::Skip,
-            Outcome::Handback => return None,
-        };
+        if self.outcome == Outcome::Handback {
+            return None;
+        }
         Some(scripts::Attempt {
             entry: &self.entry,
             run: &self.run,
             job: &self.job,
-            outcome,
+            outcome: self.outcome,
             attempt: self.attempt,
             max_attempts: self.max_attempts,
             retry_delay_ms: self.retry_delay_ms,
@@ -333,13 +293,13 @@ mod tests {
         };
         assert_eq!(
             done(Outcome::Fatal).attempt().map(|a| a.outcome),
-            Some(AttemptOutcome::Fatal)
+            Some(Outcome::Fatal)
         );
         assert_eq!(
             done(Outcome::TimedOut)
                 .attempt()
                 .map(|a| (a.outcome, a.attempt, a.guarded)),
-            Some((AttemptOutcome::TimedOut, 2, true))
+            Some((Outcome::TimedOut, 2, true))
         );
         assert!(done(Outcome::Handback).attempt().is_none());
         assert_eq!(

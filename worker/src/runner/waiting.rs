@@ -85,16 +85,7 @@ mod tests {
     use super::*;
 
     fn at(run: &str, at: i64) -> Delivery {
-        Delivery {
-            entry: format!("{at}-0"),
-            run: run.to_owned(),
-            job: "j".to_owned(),
-            version: 1,
-            at,
-            params: None,
-            shard: None,
-            attempt: 1,
-        }
+        Delivery::sample(run, at, 1)
     }
 
     fn runs(v: &[Delivery]) -> Vec<&str> {
