@@ -102,7 +102,7 @@ async fn bad_requests_are_answered_without_internals() {
         assert_plain(&format!("{m} {path} {body}"), msg);
     }
     // Not JSON at all.
-    for raw in ["{", "{\"name\": }", "[1,]", "nul"] {
+    for raw in ["{", "{\"name\": }", "[1,]", "nul", "tx", "fals"] {
         let a = api
             .raw("POST", "/api/v1/jobs", Some(raw.to_owned()))
             .await

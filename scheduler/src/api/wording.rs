@@ -81,8 +81,10 @@ fn rewrite(msg: &str) -> String {
     if msg.contains("not `true` or `false`") {
         return "must be true or false".to_owned();
     }
+    // serde_json's syntax errors (its `ErrorCode` texts).
     const SYNTAX: &[&str] = &[
         "expected value",
+        "expected ident",
         "expected `",
         "EOF while parsing",
         "trailing characters",
@@ -234,6 +236,11 @@ mod tests {
         assert_eq!(
             clean("EOF while parsing an object at line 1 column 10"),
             "the body is not valid JSON (line 1, column 10)"
+        );
+        // A body such as `tx` (JSON's `true` misspelt).
+        assert_eq!(
+            clean("expected ident at line 1 column 2"),
+            "the body is not valid JSON (line 1, column 2)"
         );
         assert_eq!(
             clean("provided string was not `true` or `false`"),

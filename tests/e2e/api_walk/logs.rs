@@ -79,8 +79,9 @@ async fn follow(w: &Walk, run: &str, last: Option<&str>) -> reqwest::Response {
 #[tokio::test]
 async fn logs_of_a_live_run_can_be_followed_as_server_sent_events() {
     let w = Walk::start("api-follow", Workers::Stock).await;
-    // 6 lines, 300 ms apart.
-    let run = printing_run(&w, "0.3").await;
+    // 6 lines, 1 s apart: the run is still running when the first line arrives, even on a
+    // loaded machine.
+    let run = printing_run(&w, "1").await;
     let started = Instant::now();
     let resp = follow(&w, &run, None).await;
     assert_eq!(resp.status(), 200);
