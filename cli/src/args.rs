@@ -56,7 +56,8 @@ pub enum Command {
     /// List, read and cancel runs.
     #[command(subcommand)]
     Runs(RunsCmd),
-    /// Print a run's log lines (`-f` follows a live run until it ends).
+    /// Print a run's log lines (`-f` follows a live run until it ends; `--attempt N` prints
+    /// one attempt's).
     Logs(LogsArgs),
     /// List the executor groups with their queue figures.
     Groups,
@@ -191,6 +192,10 @@ pub struct LogsArgs {
     /// Follow a live run: print lines as they come, end when the run ends.
     #[arg(short, long)]
     pub follow: bool,
+    /// Only the lines of this attempt (1 is the first); without it, every attempt's lines,
+    /// each retry's after a `--- attempt N ---` line.
+    #[arg(long, conflicts_with = "follow", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: Option<u32>,
 }
 
 /// What to do to an executor.

@@ -22,6 +22,25 @@ mod once;
 pub use every::{MAX_EVERY_MS, MIN_EVERY_MS};
 
 /// A parsed `schedule` string.
+///
+/// ```
+/// use dotjob_shared::schedule::{Schedule, parse_timezone};
+///
+/// // Weekdays at 09:30 in Berlin, from Friday 2026-01-02T00:00:00Z on.
+/// let weekdays = Schedule::parse("30 9 * * MON-FRI").unwrap();
+/// let berlin = parse_timezone("Europe/Berlin").unwrap();
+/// let friday = 1_767_312_000_000;
+/// // Friday 09:30 CET (08:30 UTC), then Monday: the weekend is skipped.
+/// assert_eq!(
+///     weekdays.preview(friday, berlin, friday, 2),
+///     [1_767_342_600_000, 1_767_601_800_000]
+/// );
+/// // Errors are for the user: they quote what was written and give the bounds.
+/// assert_eq!(
+///     Schedule::parse("61 * * * *").unwrap_err(),
+///     "cron \"61 * * * *\": minutes must be 0-59, got 61"
+/// );
+/// ```
 #[derive(Clone, Debug)]
 pub enum Schedule {
     /// A cron expression (normalised to the cron crate's 6/7-field form).

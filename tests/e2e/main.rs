@@ -16,6 +16,7 @@ mod faults;
 mod ha;
 mod inflight;
 mod metrics;
+mod readme_tour;
 mod reliability;
 mod routing;
 mod security;

@@ -1,4 +1,5 @@
-//! `dotjob logs RUN [-f]`: a run's log lines, read once or followed live.
+//! `dotjob logs RUN [-f | --attempt N]`: a run's log lines (all of them, or one attempt's),
+//! read once or followed live.
 //!
 //! Following reads the API's event stream (`GET /runs/{id}/logs?follow=true`): one `line`
 //! event per line, then `end` when the run is final. A stream that closes early (the
@@ -70,7 +71,25 @@ impl SseParser {
 pub async fn run(client: &Client, fmt: Format, args: LogsArgs) -> Result<Exit> {
     let id = args.run.as_str();
     if !args.follow {
-        let logs = client.get(&["runs", id, "logs"], &[]).await?;
+        let query: Vec<(&str, String)> = args
+            .attempt
+            .map(|n| ("attempt", n.to_string()))
+            .into_iter()
+            .collect();
+        let logs = client.get(&["runs", id, "logs"], &query).await?;
+        if let Some(n) = args.attempt
+            && logs["lines"].as_array().is_none_or(Vec::is_empty)
+        {
+            // No lines: say so when the attempt never happened, rather than print nothing.
+            let run = client.get(&["runs", id], &[]).await?;
+            let had = run["attempt"].as_u64().unwrap_or(0);
+            if had < u64::from(n) {
+                return Err(Failure::not_found(format!(
+                    "run {id} has had {had} attempt(s), so it has no attempt {n}"
+                ))
+                .into());
+            }
+        }
         match fmt {
             Format::Json => output::print_json(&logs),
             Format::Table => {

@@ -1,5 +1,5 @@
-//! `dotjob trigger` (with `--wait`, which follows the run and every shard of it until final)
-//! and `dotjob runs …`: list (of one job, or merged across jobs), get, cancel.
+//! `dotjob trigger` (with `--wait`, which follows the run and every shard of it until final,
+//! then prints each one's status and log lines) and `dotjob runs …`: list (of one job, or merged across jobs), get, cancel.
 
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,19 @@ pub async fn trigger(client: &Client, fmt: Format, args: TriggerArgs) -> Result<
                     line.push_str(&format!(": {}", clip(e, 200)));
                 }
                 outln!("{line}");
+                // Then what the run logged, indented under it.
+                let rid = r["id"].as_str().unwrap_or_default();
+                match client.get(&["runs", rid, "logs"], &[]).await {
+                    Ok(logs) => {
+                        for l in logs["lines"].as_array().into_iter().flatten() {
+                            outln!("  {}", l.as_str().unwrap_or_default());
+                        }
+                    }
+                    // The outcome above stands; only its log could not be read.
+                    Err(e) => output::eprint_line(&format!(
+                        "warning: cannot read the log of run {rid}: {e:#}"
+                    )),
+                }
             }
         }
     }

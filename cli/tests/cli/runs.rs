@@ -1,5 +1,6 @@
-//! `dotjob trigger --wait` (its exit code is the run's outcome), dead letters and executors,
-//! and `dotjob logs -f` (prints a live run's lines as they come and ends with the run).
+//! `dotjob trigger --wait` (its exit code is the run's outcome, and it prints the run's log),
+//! dead letters and executors, `dotjob logs -f` (prints a live run's lines as they come and
+//! ends with the run) and `dotjob logs --attempt N` (one attempt's lines).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -187,5 +188,81 @@ async fn logs_follow_prints_a_live_run_and_ends_with_it() {
         "{doc}"
     );
     assert_eq!(doc["complete"], true);
+    setup.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_one_attempt() {
+    let setup = Setup::start("cli-attempt").await;
+    let _worker = TestWorker::start(&setup, "w");
+    let retry = "max_attempts: 3\nbackoff: {base_ms: 10, max_ms: 10}\n";
+    create_with(&setup, "flaky", "flaky", retry).await;
+
+    // Attempt 1 fails, attempt 2 succeeds; --wait prints the whole log under the run.
+    let out = setup
+        .dotjob(&["trigger", "w/flaky", "--wait", "--timeout", "30s"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let printed: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(printed.len(), 4, "{}", out.stdout);
+    assert!(
+        printed[0].starts_with("run ") && printed[0].contains(" succeeded (attempt 2"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        printed[1..],
+        [
+            "  attempt 1 starts",
+            "  --- attempt 2 ---",
+            "  attempt 2 starts"
+        ]
+    );
+    let run_id = printed[0].split(' ').nth(1).expect("run id").to_owned();
+
+    // Without --attempt: every attempt, the retry's after its marker.
+    let out = setup.dotjob(&["logs", &run_id]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "attempt 1 starts\n--- attempt 2 ---\nattempt 2 starts\n"
+    );
+    // One attempt's lines, with no marker.
+    let out = setup.dotjob(&["logs", &run_id, "--attempt", "1"]).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "attempt 1 starts\n"),
+        "{out:?}"
+    );
+    let out = setup
+        .dotjob(&["logs", &run_id, "--attempt", "2", "-o", "json"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = out.json();
+    assert_eq!(
+        doc["lines"],
+        serde_json::json!(["attempt 2 starts"]),
+        "{doc}"
+    );
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+
+    // An attempt that never happened is not found (exit 3), said in words.
+    let out = setup.dotjob(&["logs", &run_id, "--attempt", "3"]).await;
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("has had 2 attempt(s), so it has no attempt 3"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // Attempts count from 1, and one attempt cannot be followed: usage errors (exit 2).
+    for args in [
+        &["logs", run_id.as_str(), "--attempt", "0"][..],
+        &["logs", run_id.as_str(), "--attempt", "1", "-f"][..],
+    ] {
+        let out = setup.dotjob(args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+    }
     setup.finish().await;
 }

@@ -122,7 +122,9 @@ pub struct TestWorker {
 
 impl TestWorker {
     /// A worker of `group` with handlers `ok` (returns `{"ok": true}`), `fail` (fails, no
-    /// retry), `retry` (fails, retryable) and `chatty` (logs [`CHATTY_LINES`] lines `line <i>`, one every [`CHATTY_EVERY`]).
+    /// retry), `retry` (fails, retryable), `chatty` (logs [`CHATTY_LINES`] lines `line <i>`,
+    /// one every [`CHATTY_EVERY`]) and `flaky` (logs `attempt <n> starts`, then fails
+    /// retryably on attempt 1 and succeeds on later ones).
     pub fn start(setup: &Setup, group: &str) -> Self {
         let worker = Worker::builder(redis_handle(&setup.redis, &setup.prefix), group)
             .handler("ok", |_ctx: RunContext| async {
@@ -140,6 +142,13 @@ impl TestWorker {
                     tokio::time::sleep(CHATTY_EVERY).await;
                 }
                 Ok::<_, HandlerError>(json!({"lines": CHATTY_LINES}))
+            })
+            .handler("flaky", |ctx: RunContext| async move {
+                ctx.log(format!("attempt {} starts", ctx.attempt()));
+                if ctx.attempt() == 1 {
+                    return Err(HandlerError::retry("the first attempt always fails"));
+                }
+                Ok(json!({"attempt": ctx.attempt()}))
             })
             .reclaim_after(Duration::from_secs(2))
             .grace(Duration::from_secs(2))
