@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use dotjob_shared::Store;
@@ -72,6 +72,32 @@ async fn log_server_errors(req: Request, next: Next) -> Response {
         tracing::error!(%method, path, status = resp.status().as_u16(), cause, "request failed");
     }
     resp
+}
+
+/// Ends every JSON answer with a newline, so a `curl` in a terminal leaves the prompt on a
+/// line of its own (JSON readers ignore it).
+async fn json_newline(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) if !bytes.is_empty() && !bytes.ends_with(b"\n") => {
+            let mut text = Vec::with_capacity(bytes.len() + 1);
+            text.extend_from_slice(&bytes);
+            text.push(b'\n');
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(text))
+        }
+        Ok(bytes) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -191,7 +217,8 @@ pub fn router_with(state: AppState, opts: &ApiOptions) -> Router {
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(panic_answer))
         .layer(middleware::from_fn(limits::cap_query))
-        .layer(middleware::from_fn(log_server_errors));
+        .layer(middleware::from_fn(log_server_errors))
+        .layer(middleware::from_fn(json_newline));
     match opts.cors_layer() {
         Some(cors) => app.layer(cors),
         None => app,

@@ -137,6 +137,25 @@ async fn methods_a_route_does_not_take_answer_405_in_json() {
 }
 
 #[tokio::test]
+async fn json_answers_end_with_a_newline() {
+    let app = super::router(state());
+    for uri in ["/api/v1/nope", "/api/v1/openapi.json"] {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let length = resp.headers().get(header::CONTENT_LENGTH).cloned();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        assert!(bytes.ends_with(b"}\n"), "{uri}: {:?}", bytes.last());
+        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1, "{uri}");
+        if let Some(l) = length {
+            assert_eq!(l.to_str().unwrap(), bytes.len().to_string(), "{uri}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn tokens_are_checked_before_any_handler() {
     let opts = ApiOptions {
         admin_token: Some(Secret::new("admin-secret")),
