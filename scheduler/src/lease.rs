@@ -199,6 +199,9 @@ impl Leases {
         if let Ok(mut g) = self.groups.lock()
             && let Some(l) = g.get_mut(group)
         {
+            if l.epoch.is_some() {
+                crate::metrics::lease_changed(group, false);
+            }
             l.epoch = None;
             l.valid_until = None;
             l.notify.notify_one();

@@ -10,6 +10,7 @@ mod api_walk;
 mod attempts;
 mod audit;
 mod common;
+mod dashboards;
 mod declared;
 mod errors;
 mod faults;
