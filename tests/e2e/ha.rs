@@ -688,55 +688,76 @@ async fn a_hundred_thousand_jobs_due_at_the_same_instant_are_all_enqueued_once()
     let redis = redis_handle(&url, &prefix);
     let store = dotjob_shared::Store::new(redis.clone());
     const N: usize = 100_000;
-    let due = now_ms() + 180_000;
-    let at = chrono::DateTime::from_timestamp_millis(due)
-        .unwrap()
-        .to_rfc3339();
-    let created = Instant::now();
     use futures::StreamExt;
-    let results: Vec<_> = futures::stream::iter(0..N)
-        .map(|i| {
-            let store = store.clone();
-            let at = at.clone();
-            async move {
-                store
-                    .create_job(dotjob_shared::model::job::JobInput {
-                        name: Some(format!("burst-{i}")),
-                        group: Some("burst".into()),
-                        handler: Some("noop".into()),
-                        schedule: dotjob_shared::model::job::Nullable::Value(format!("@once {at}")),
-                        ..Default::default()
-                    })
-                    .await
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
+    // Creates `n` @once jobs at `at` in `group`, 64 at a time.
+    let create = |group: &'static str, n: usize, at: i64| {
+        let store = store.clone();
+        let at = chrono::DateTime::from_timestamp_millis(at)
+            .unwrap()
+            .to_rfc3339();
+        async move {
+            futures::stream::iter(0..n)
+                .map(|i| {
+                    let store = store.clone();
+                    let at = at.clone();
+                    async move {
+                        store
+                            .create_job(dotjob_shared::model::job::JobInput {
+                                name: Some(format!("{group}-{i}")),
+                                group: Some(group.into()),
+                                handler: Some("noop".into()),
+                                schedule: dotjob_shared::model::job::Nullable::Value(format!(
+                                    "@once {at}"
+                                )),
+                                ..Default::default()
+                            })
+                            .await
+                    }
+                })
+                .buffer_unordered(64)
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    // The instant must still be ahead when the last job is created: time 1 000 creations
+    // (in another group, due in an hour) and give the 100 000 three times as long as that
+    // rate predicts, at least 60 s (a loaded machine creates them several times slower).
+    let warmup = Instant::now();
+    let probe = create("warmup", 1_000, now_ms() + 3_600_000).await;
+    assert!(probe.iter().all(Result::is_ok), "creating jobs failed");
+    let lead = (warmup.elapsed() * (N / 1_000) as u32 * 3).max(Duration::from_secs(60));
+    let due = now_ms() + lead.as_millis() as i64;
+    let created = Instant::now();
+    let results = create("burst", N, due).await;
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
         panic!("creating a job failed: {e}");
     }
     let took = created.elapsed();
     assert!(
-        now_ms() < due + 20_000,
-        "creating {N} jobs took {took:?}: too slow for this test"
+        now_ms() < due,
+        "creating {N} jobs took {took:?}, longer than the {lead:?} the first 1 000 predicted"
     );
     // The scheduler starts only now: nothing was due before.
     let sched = InProcess::start(&url, &prefix).await;
     let mut c = raw_conn(&url).await;
     let stream = redis.keys().stream("burst");
-    wait_for("every job to fire", Duration::from_secs(120), || {
-        let mut c = c.clone();
-        let stream = stream.clone();
-        async move {
-            let n: usize = redis::cmd("XLEN")
-                .arg(&stream)
-                .query_async(&mut c)
-                .await
-                .ok()?;
-            (n >= N).then_some(())
-        }
-    })
+    let until_due = Duration::from_millis((due - now_ms()).max(0) as u64);
+    wait_for(
+        "every job to fire",
+        until_due + Duration::from_secs(120),
+        || {
+            let mut c = c.clone();
+            let stream = stream.clone();
+            async move {
+                let n: usize = redis::cmd("XLEN")
+                    .arg(&stream)
+                    .query_async(&mut c)
+                    .await
+                    .ok()?;
+                (n >= N).then_some(())
+            }
+        },
+    )
     .await;
     let enqueued_in = now_ms() - due.max(0);
     tokio::time::sleep(Duration::from_secs(1)).await;
