@@ -3,9 +3,10 @@
 //! waiting and no live executor can take it, and the scheduler replicas with the groups
 //! whose lease each holds.
 //!
-//! Run figures come from the newest [`SAMPLE`] runs of the group's hour (merged from the
-//! per-job run indexes inside Redis); `complete` says whether that is every run of the
-//! hour.
+//! Run figures come from the newest [`SAMPLE`] runs of the group's hour (read from the
+//! group's run index); `complete` says whether that is every run of the hour. Every other
+//! figure is a count Redis keeps (`ZCARD`, `ZCOUNT`, `XLEN`, `XINFO`): the overview's
+//! cost does not grow with the number of jobs or runs.
 
 use std::collections::{BTreeMap, HashMap};
 
