@@ -102,7 +102,6 @@ async fn console_shows_disconnected_while_the_scheduler_is_down_and_recovers() {
     .await
     .unwrap();
     assert!(text.contains("last update"), "{text}");
-    b.shot("disconnected").await.unwrap();
     let rows = b
         .js(
             "return document.querySelector('[aria-label=Jobs] tbody').innerText;",
@@ -212,7 +211,6 @@ async fn console_pauses_and_resumes_the_selected_jobs() {
         json!([false, true, false, true]),
         "rows in creation order"
     );
-    b.shot("jobs-bulk").await.unwrap();
 
     // Select every job shown (one checkbox), resume: every job is enabled again, with its
     // next fire back.

@@ -5,9 +5,9 @@
 -- ARGV[1]  job id
 -- Reads:   runs:<job> (the job's runs); active (their unacknowledged entries)
 -- Writes:  deletes job:<id>, its schedule / jobs / inflight members, its job index and job id
---          set members, its run records, logs and run index, its runs' group-runs members; its runs still in the stream
---          are acknowledged and their entries deleted (so a worker finishing one afterwards
---          records nothing), and leave retry and active
+--          set members, its run records, logs and run index, and its runs' group-runs
+--          members; its runs still in the stream are acknowledged and their entries deleted
+--          (so a worker finishing one afterwards records nothing), and leave retry and active
 -- Reply:   1 if the job existed, else 0.
 local id = ARGV[1]
 if redis.call('DEL', P .. K_JOB .. id) == 0 then return 0 end

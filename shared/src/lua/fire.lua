@@ -19,8 +19,8 @@
 -- Reads:   lease (owner, epoch, expires: the fence); schedule; inflight and the in-flight
 --          run's record (overlap policies); job:<id> (`enabled`, when exhausted)
 -- Writes:  runs:<job> (tick index) and group-runs (the same entries, one ZADD per call);
---          the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS,
---          E_SHARD_PARAM per shard); run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
+--          the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS, E_SHARD_PARAM per shard);
+--          run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
 --          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM; or F_STATUS 'skipped' with
 --          F_FINISHED_AT and F_ERROR); active; inflight (forbid / replace); schedule (next
 --          score or removal); job:<id> (`enabled` false, `updated_at`, `version` + 1 when
