@@ -27,6 +27,9 @@ pub mod suffix {
     pub const RUN: &str = "run:";
     /// Sorted set: a job's runs (`runs:<job id>`), run id → scheduled instant.
     pub const RUNS: &str = "runs:";
+    /// Sorted set: every run of the group (`group-runs`), run id → scheduled instant; kept
+    /// exactly in step with the per-job indexes by the scripts that write those.
+    pub const GROUP_RUNS: &str = "group-runs";
     /// List: log lines of a run (`log:<run id>`).
     pub const LOG: &str = "log:";
     /// Hash: run id → its stream entry id, for every entry not yet acknowledged.
@@ -49,7 +52,7 @@ pub mod suffix {
     pub const SEQ: &str = "seq";
 
     /// Every suffix with its Lua name (`K_<name>`).
-    pub const ALL: [(&str, &str); 17] = [
+    pub const ALL: [(&str, &str); 18] = [
         ("JOB", JOB),
         ("JOBS", JOBS),
         ("SCHEDULE", SCHEDULE),
@@ -57,6 +60,7 @@ pub mod suffix {
         ("DEAD", DEAD),
         ("RUN", RUN),
         ("RUNS", RUNS),
+        ("GROUP_RUNS", GROUP_RUNS),
         ("LOG", LOG),
         ("ACTIVE", ACTIVE),
         ("CANCEL", CANCEL),
@@ -190,6 +194,11 @@ impl Keys {
         self.g(group, &format!("{}{job_id}", suffix::RUNS))
     }
 
+    /// Sorted set of every run of a group (run id → scheduled instant).
+    pub fn group_runs(&self, group: &str) -> String {
+        self.g(group, suffix::GROUP_RUNS)
+    }
+
     /// List of a run's log lines.
     pub fn run_log(&self, group: &str, run_id: &str) -> String {
         self.g(group, &format!("{}{run_id}", suffix::LOG))
@@ -257,6 +266,7 @@ mod tests {
             k.dead("g"),
             k.lease("g"),
             k.job_runs("g", "x"),
+            k.group_runs("g"),
         ] {
             assert!(key.contains("{g}"), "{key}");
         }

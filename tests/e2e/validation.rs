@@ -165,13 +165,17 @@ async fn invalid_jobs_are_refused_with_the_field_named_and_nothing_written() {
     let mut k2 = keys(&url, &prefix).await;
     k1.sort();
     k2.sort();
-    // Only what the job's ticks write may have appeared meanwhile: run records, the stream
-    // and its index of unacknowledged entries.
+    // Only what the job's ticks write may have appeared meanwhile: run records and their
+    // indexes, the stream and its index of unacknowledged entries.
     let layout = dotjob_shared::Keys::new(prefix.as_str());
     let (runs, job_runs) = (layout.run("val", ""), layout.job_runs("val", ""));
     let (stream, active) = (layout.stream("val"), layout.active("val"));
     let of_ticks = |k: &String| {
-        k.starts_with(&runs) || k.starts_with(&job_runs) || *k == stream || *k == active
+        k.starts_with(&runs)
+            || k.starts_with(&job_runs)
+            || *k == layout.group_runs("val")
+            || *k == stream
+            || *k == active
     };
     k2.retain(|k| !of_ticks(k));
     k1.retain(|k| !of_ticks(k));

@@ -8,4 +8,5 @@ mod access;
 mod common;
 mod flows;
 mod groups;
+mod live;
 mod scale;

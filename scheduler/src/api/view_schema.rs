@@ -69,6 +69,8 @@ pub struct Minute {
 pub struct RunWindow {
     #[schema(format = DateTime)]
     pub from: String,
+    /// Runs in the window (exact).
+    pub total: u64,
     /// Runs the figures come from (the newest of the window, at most 500).
     pub sampled: u64,
     /// Whether they are every run of the window.

@@ -5,9 +5,9 @@
 -- ARGV[1]  job id
 -- Reads:   runs:<job> (the job's runs); active (their unacknowledged entries)
 -- Writes:  deletes job:<id>, its schedule / jobs / inflight members, its job index and job id
---          set members, its run records, logs and run index; its runs still in the stream
---          are acknowledged and their entries deleted (so a worker finishing one afterwards
---          records nothing), and leave retry and active
+--          set members, its run records, logs and run index, and its runs' group-runs
+--          members; its runs still in the stream are acknowledged and their entries deleted
+--          (so a worker finishing one afterwards records nothing), and leave retry and active
 -- Reply:   1 if the job existed, else 0.
 local id = ARGV[1]
 if redis.call('DEL', P .. K_JOB .. id) == 0 then return 0 end
@@ -18,7 +18,8 @@ redis.call('HDEL', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 local stream = P .. K_STREAM
 local runs_key = P .. K_RUNS .. id
-for _, r in ipairs(redis.call('ZRANGE', runs_key, 0, -1)) do
+local runs = redis.call('ZRANGE', runs_key, 0, -1)
+for _, r in ipairs(runs) do
   local entry = redis.call('HGET', P .. K_ACTIVE, r)
   if entry then
     redis.call('XACK', stream, CONSUMER_GROUP, entry)
@@ -27,6 +28,10 @@ for _, r in ipairs(redis.call('ZRANGE', runs_key, 0, -1)) do
     redis.call('HDEL', P .. K_ACTIVE, r)
   end
   redis.call('DEL', P .. K_RUN .. r, P .. K_LOG .. r)
+end
+-- Out of the group's index too, a bounded number of members per ZREM.
+for from = 1, #runs, 1000 do
+  redis.call('ZREM', P .. K_GROUP_RUNS, unpack(runs, from, math.min(from + 999, #runs)))
 end
 redis.call('DEL', runs_key)
 return 1

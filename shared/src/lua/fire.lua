@@ -20,8 +20,9 @@
 -- Reads:   lease (owner, epoch, expires: the fence); schedule; inflight and the in-flight
 --          run's record (overlap policies); job:<id> (`version`: a job saved since it was
 --          read is stale and left for the next round; `enabled`, when exhausted)
--- Writes:  runs:<job> (tick index); the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS,
---          E_SHARD_PARAM per shard); run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
+-- Writes:  runs:<job> (tick index) and group-runs (the same entries, one ZADD per call);
+--          the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS, E_SHARD_PARAM per shard);
+--          run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
 --          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM; or F_STATUS 'skipped' with
 --          F_FINISHED_AT and F_ERROR); active; inflight (forbid / replace); schedule (next
 --          score or removal); job:<id> (`enabled` false, `updated_at`, `version` + 1 when
@@ -54,6 +55,7 @@ local scores = redis.call('ZMSCORE', P .. K_SCHEDULE, unpack(ids))
 
 local fired, stale = 0, 0
 local active, inflight, reschedule, unschedule = {}, {}, {}, {}
+local indexed = {} -- tick, run pairs newly in a job's run index, for the group's index
 local fired_now = {} -- job id -> run fired by this call (for overlap policies)
 
 local function record(rk, version, status, err)
@@ -92,6 +94,8 @@ while i <= #ARGV do
         if redis.call('ZADD', index, 'NX', tick, run .. '-s0') == 1 then
           for s = 0, shards - 1 do
             local srun = run .. '-s' .. s
+            indexed[#indexed + 1] = tick
+            indexed[#indexed + 1] = srun
             local sp = ARGV[i + n + 1 + s]
             local e
             if sp == '' then
@@ -113,6 +117,8 @@ while i <= #ARGV do
           end
         end
       elseif redis.call('ZADD', index, 'NX', tick, run) == 1 then
+        indexed[#indexed + 1] = tick
+        indexed[#indexed + 1] = run
         local current = false
         if policy ~= 'a' then
           current = fired_now[id] or redis.call('HGET', P .. K_INFLIGHT, id)
@@ -158,5 +164,6 @@ end
 if #reschedule > 0 then redis.call('ZADD', P .. K_SCHEDULE, unpack(reschedule)) end
 if #unschedule > 0 then redis.call('ZREM', P .. K_SCHEDULE, unpack(unschedule)) end
 if #active > 0 then redis.call('HSET', P .. K_ACTIVE, unpack(active)) end
+if #indexed > 0 then redis.call('ZADD', P .. K_GROUP_RUNS, unpack(indexed)) end
 if #inflight > 0 then redis.call('HSET', P .. K_INFLIGHT, unpack(inflight)) end
 return {'ok', fired, stale}

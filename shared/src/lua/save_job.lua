@@ -14,8 +14,8 @@
 --          the stream's pending list (recall)
 -- Writes:  job:<id> (the fields; `version` + 1); on create: jobs, the job index, the job id
 --          set, the group set, the consumer group (created at the stream's start); schedule;
---          on a recall: deletes the recalled run records, their runs:<job> and active
---          members, and their stream entries no worker has read yet
+--          on a recall: deletes the recalled run records, their runs:<job>, group-runs and
+--          active members, and their stream entries no worker has read yet
 -- Reply:   the new version; errors "EXISTS" (create), "NOTFOUND" and "CONFLICT" (update).
 local id, group, mode = ARGV[1], ARGV[2], ARGV[3]
 local jk = P .. K_JOB .. id
@@ -60,6 +60,7 @@ if mode == 'update' and ARGV[5] ~= 'keep' then
     if f[1] == 'queued' then
       redis.call('DEL', rk)
       redis.call('ZREM', runs_key, run)
+      redis.call('ZREM', P .. K_GROUP_RUNS, run)
       redis.call('HDEL', P .. K_ACTIVE, run)
       if f[2] and not redis.call('XPENDING', stream, CONSUMER_GROUP, f[2], f[2], 1)[1] then
         redis.call('XDEL', stream, f[2])

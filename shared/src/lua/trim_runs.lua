@@ -6,7 +6,8 @@
 -- ARGV[3]  cursor: job id to start after ("" = the first job)
 -- ARGV[4]  jobs per call
 -- Reads:   jobs; runs:<job>; run record (F_STATUS, F_RETRY_AT)
--- Writes:  deletes old run records and their logs, and their runs:<job> members
+-- Writes:  deletes old run records and their logs, and their runs:<job> and group-runs
+--          members
 -- Reply:   {next cursor or "" when every job was seen, runs deleted}.
 local keep, max_age, batch = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local from = '-'
@@ -22,6 +23,7 @@ local function drop(job, run)
   if not active then
     redis.call('DEL', rk, P .. K_LOG .. run)
     redis.call('ZREM', P .. K_RUNS .. job, run)
+    redis.call('ZREM', P .. K_GROUP_RUNS, run)
     deleted = deleted + 1
   end
 end

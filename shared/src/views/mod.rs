@@ -2,16 +2,16 @@
 //! newest first ([`runs`]), the job table with each job's last run ([`jobs`]) and the
 //! per-group overview ([`overview`]).
 //!
-//! Nothing here writes, and nothing on the run path pays for these views: they read the
-//! keys the scripts already maintain. A cross-job run listing merges the per-job run
-//! indexes (`runs:<job>`, scored by tick) inside Redis with a read-only script
-//! (`newest.lua`, [`newest`]): a bounded `ZRANGE` per job, a score floor that rises as the
-//! answer fills (so most jobs return nothing), a status filter read from the run records
-//! of the candidates only, and only the answer crosses the wire.
-//! The cost grows with the number of jobs in scope, never with the number of runs; each
-//! call scans at most [`JOBS_PER_CALL`] jobs so Redis is never held for long. A
-//! group-wide run index written by the firing and trigger scripts would make it grow with
-//! the page alone.
+//! Nothing here writes: the views read the keys the scripts maintain. A cross-job run
+//! listing reads the group's run index (`group-runs`, every run of the group scored by
+//! tick, written and trimmed by the same scripts as the per-job `runs:<job>` indexes, one
+//! `ZADD` or `ZREM` more per run) with a read-only script (`newest.lua`, [`newest`]) that
+//! walks it newest first from the cursor, applies a status filter from the run records of
+//! the entries it examines, and sends only the answer over the wire. The cost grows with
+//! the page (and, under a status filter, with the runs examined to fill it), never with the
+//! number of jobs or runs; one call examines at most [`EXAMINED_PER_CALL`] entries so
+//! Redis is never held for long. Views over jobs ([`jobs`]) scan at most
+//! [`JOBS_PER_CALL`] jobs per script call.
 
 pub mod jobs;
 pub mod overview;
@@ -28,10 +28,10 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::model::run::{RunStatus, job_of_run};
 
-/// Jobs one read-only script call scans.
+/// Jobs one read-only script call of the job table scans.
 pub const JOBS_PER_CALL: usize = 2_000;
 
-/// `newest.lua`: the newest runs of a group's jobs.
+/// `newest.lua`: the newest runs of one run index.
 static NEWEST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("newest.lua")));
 /// `scan_jobs.lua`: which of a group's jobs match the job table's filters.
 pub(crate) static SCAN_JOBS: LazyLock<Script> =
@@ -84,11 +84,13 @@ pub struct Range<'a> {
     pub after: Option<&'a RunCursor>,
 }
 
-/// Run statuses one script call reads at most (it always finishes the job it is on).
-pub const STATUS_READS_PER_CALL: usize = 20_000;
+/// Index entries one script call examines at most; it then answers where to resume.
+pub const EXAMINED_PER_CALL: usize = 20_000;
 
 /// The `need` newest runs of `scope` in `range`, newest first; fewer when there are no
-/// more.
+/// more. Reads the group's run index (`group-runs`), or the job's for one job, from the
+/// cursor down: the cost grows with the page (and, under a status filter, with the runs
+/// examined to fill it), never with the number of jobs or runs.
 pub async fn newest(
     c: &mut Conn,
     keys: &Keys,
@@ -96,54 +98,78 @@ pub async fn newest(
     range: &Range<'_>,
     need: usize,
 ) -> Result<Vec<Candidate>> {
-    let Range {
-        from_ms,
-        to_ms,
-        status,
-        after,
-    } = *range;
-    let (groups, only) = match scope {
-        Scope::Job(j) => (std::slice::from_ref(&j.group), j.id.as_str()),
-        Scope::Groups(g) => (g.as_slice(), ""),
+    newest_in_calls_of(c, keys, scope, range, need, EXAMINED_PER_CALL).await
+}
+
+/// [`newest`], examining at most `per_call` index entries per script call.
+async fn newest_in_calls_of(
+    c: &mut Conn,
+    keys: &Keys,
+    scope: &Scope,
+    range: &Range<'_>,
+    need: usize,
+    per_call: usize,
+) -> Result<Vec<Candidate>> {
+    let (groups, job) = match scope {
+        Scope::Job(j) => (std::slice::from_ref(&j.group), Some(j.id.as_str())),
+        Scope::Groups(g) => (g.as_slice(), None),
     };
     let need = need.max(1);
     let mut best: Vec<Candidate> = Vec::with_capacity(need * 2);
     for g in groups {
-        let mut start = String::new();
+        let index = match job {
+            Some(id) => keys.job_runs(g, id),
+            None => keys.group_runs(g),
+        };
+        let run_prefix = keys.run(g, "");
+        // Once `need` runs are known, a later group can only add runs tied with or newer
+        // than the last of them.
+        let floor = (best.len() >= need).then(|| best[need - 1].score);
+        let from_ms = match (range.from_ms, floor) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let mut after = range.after.cloned();
+        let mut want = need;
         loop {
-            let floor = (best.len() >= need).then(|| best[need - 1].score);
             let reply: Vec<String> = NEWEST
-                .key(keys.group_prefix(g))
-                .arg(need)
+                .key(&index)
+                .arg(&run_prefix)
+                .arg(want)
                 .arg(from_ms.map_or("-inf".to_owned(), |v| v.to_string()))
-                .arg(to_ms.map_or("+inf".to_owned(), |v| v.to_string()))
-                .arg(after.map_or(String::new(), |a| a.score.to_string()))
-                .arg(after.map_or("", |a| a.run.as_str()))
-                .arg(&start)
-                .arg(JOBS_PER_CALL)
-                .arg(floor.map_or(String::new(), |f| f.to_string()))
-                .arg(status.map_or("", RunStatus::as_str))
-                .arg(STATUS_READS_PER_CALL)
-                .arg(only)
+                .arg(range.to_ms.map_or("+inf".to_owned(), |v| v.to_string()))
+                .arg(
+                    after
+                        .as_ref()
+                        .map_or(String::new(), |a| a.score.to_string()),
+                )
+                .arg(after.as_ref().map_or("", |a| a.run.as_str()))
+                .arg(range.status.map_or("", RunStatus::as_str))
+                .arg(per_call)
                 .invoke_async(c)
                 .await?;
             let mut it = reply.into_iter();
-            let next = it.next().unwrap_or_default();
+            let resume = (it.next().unwrap_or_default(), it.next().unwrap_or_default());
             while let (Some(score), Some(id)) = (it.next(), it.next()) {
                 best.push(Candidate {
                     score: score.parse().unwrap_or(0),
                     id,
                     group: g.clone(),
                 });
+                want = want.saturating_sub(1);
             }
-            best.sort_by(Candidate::order);
-            best.dedup_by(|a, b| a.id == b.id && a.group == b.group);
-            best.truncate(need);
-            if next.is_empty() {
-                break;
+            match resume {
+                (score, run) if want > 0 && !run.is_empty() => {
+                    after = Some(RunCursor {
+                        score: score.parse().unwrap_or(0),
+                        run,
+                    });
+                }
+                _ => break,
             }
-            start = next;
         }
+        best.sort_by(Candidate::order);
+        best.truncate(need);
     }
     Ok(best)
 }
@@ -157,7 +183,7 @@ pub struct JobRef {
     pub id: String,
 }
 
-/// A run found in a job's run index: its tick, id and group.
+/// A run found in a run index: its tick, id and group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
     /// Its tick (the index score), ms.

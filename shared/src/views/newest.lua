@@ -1,101 +1,66 @@
--- Read-only: the newest runs of a group's jobs (or of one job), merged from their run
--- indexes (`runs:<job>`, scored by tick), optionally only runs of one status. Scans up to
--- ARGV[7] jobs per call (resume with the returned job id) and reads at most about
--- ARGV[10] run statuses per call (the job being read is always finished), so one call never
--- holds Redis for long. The score floor rises as the answer fills, so most jobs return
--- nothing.
--- KEYS[1] group prefix
--- ARGV[1] need, ARGV[2] min tick ("-inf" or ms), ARGV[3] max tick ("+inf" or ms),
--- ARGV[4] cursor tick ("" none), ARGV[5] cursor run id (continue strictly after it, in the
--- order tick desc, run id desc), ARGV[6] start after this job id ("" first),
--- ARGV[7] jobs per call, ARGV[8] floor from earlier calls ("" none),
--- ARGV[9] status ("" any), ARGV[10] status reads per call, ARGV[11] only this job ("" all)
--- Returns {next job id or "", tick1, run1, tick2, run2, ...}, newest first.
-local P = KEYS[1]
-local need = tonumber(ARGV[1])
-local lo, hi = ARGV[2], ARGV[3]
-local cscore = tonumber(ARGV[4])
-local crun = ARGV[5]
-local cjob = ''
-if cscore then cjob = (string.match(crun, '^([^-]*)') or '') .. '-' end
-local batch = tonumber(ARGV[7])
-local status = ARGV[9]
-local budget = tonumber(ARGV[10])
-local lo_n = tonumber(lo)
+-- Read-only: the newest runs of one run index, newest first (tick descending, then run id
+-- descending): a group's `group-runs` or a job's `runs:<job>` (run id -> tick), optionally
+-- only runs of one status (read from the run records of the entries examined). Reads the
+-- index a slice at a time below the last entry examined, so the cost grows with the entries
+-- examined, never with the size of the index; stops after about ARGV[8] entries and answers
+-- where to resume, so one call never holds Redis for long.
+-- KEYS[1] the run index
+-- ARGV[1] run record key prefix (`<prefix>:{<group>}:run:`)
+-- ARGV[2] need, ARGV[3] min tick ("-inf" or ms), ARGV[4] max tick ("+inf" or ms),
+-- ARGV[5] cursor tick ("" none), ARGV[6] cursor run id (continue strictly after it),
+-- ARGV[7] status ("" any), ARGV[8] entries examined per call
+-- Returns {resume tick or "", resume run id or "", tick1, run1, tick2, run2, ...}, newest
+-- first; a resume point (continue strictly after it) only when the call stopped before
+-- finding `need` runs and the index may hold more.
+local index, runs = KEYS[1], ARGV[1]
+local need = tonumber(ARGV[2])
+local lo, hi = ARGV[3], ARGV[4]
+local cscore, crun = tonumber(ARGV[5]), ARGV[6]
+local status = ARGV[7]
+local budget = tonumber(ARGV[8])
 
-local best = {}
-local function newer(a, b)
-  return a[1] > b[1] or (a[1] == b[1] and a[2] > b[2])
-end
--- Rows are appended and compacted (sorted, cut to `need`) now and then, which sets the
--- floor: cheaper than keeping the list sorted on every insert.
-local floor_row = nil
-local floor = tonumber(ARGV[8])
-if floor then floor_row = {floor, ''} end
-local function compact()
-  table.sort(best, newer)
-  for i = #best, need + 1, -1 do best[i] = nil end
-  if #best >= need and (not floor_row or newer(best[need], floor_row)) then floor_row = best[need] end
-end
--- A floor from earlier calls has no id: runs tied on it still enter.
-local function wanted(row)
-  return not floor_row or newer(row, floor_row)
-end
-
-local jobs
-if ARGV[11] ~= '' then
-  jobs = {ARGV[11]}
+local out = {'', ''}
+local found = 0
+-- Entries tied on the cursor's tick at or above its run id were shown already.
+local max = hi
+if cscore and (hi == '+inf' or tonumber(hi) >= cscore) then
+  max = string.format('%d', cscore)
 else
-  local from = '-'
-  if ARGV[6] ~= '' then from = '(' .. ARGV[6] end
-  jobs = redis.call('ZRANGE', P .. 'jobs', from, '+', 'BYLEX', 'LIMIT', 0, batch)
+  cscore = nil
 end
-local reads = 0
-local last = ''
-for _, job in ipairs(jobs) do
-  last = job
-  local key = P .. 'runs:' .. job
-  local max, extra = hi, 0
-  if cscore and (hi == '+inf' or tonumber(hi) >= cscore) then
-    local jk = job .. '-'
-    if jk > cjob then max = '(' .. ARGV[4]
-    elseif jk < cjob then max = ARGV[4]
-    else max = ARGV[4]; extra = 1025 end
-  end
-  -- Read the job's runs newest first, a page at a time, until it can add nothing more.
-  local offset, found = 0, 0
-  while true do
-    local min = lo
-    if floor_row and (not lo_n or floor_row[1] > lo_n) then min = string.format('%d', floor_row[1]) end
-    local size = need + extra
-    local rows = redis.call('ZRANGE', key, max, min, 'BYSCORE', 'REV', 'LIMIT', offset, size, 'WITHSCORES')
-    for i = 1, #rows, 2 do
-      local row = {tonumber(rows[i + 1]), rows[i]}
-      if not (cscore and row[1] == cscore and row[2] >= crun) and wanted(row) then
-        local ok = true
-        if status ~= '' then
-          reads = reads + 1
-          ok = redis.call('HGET', P .. 'run:' .. row[2], 'status') == status
-        end
-        if ok then
-          best[#best + 1] = row
-          found = found + 1
-          if #best >= 4 * need + 64 then compact() end
-        end
+local chunk = need + 16
+if status ~= '' then chunk = math.max(chunk, 256) end
+chunk = math.min(chunk, budget)
+-- `offset` skips the entries examined already that are tied on `max` (the next slice starts
+-- at the last tick examined). Entries before the cursor (tied on its tick) are skipped and
+-- not counted, so a resume point always lies past the cursor.
+local offset, examined = 0, 0
+local resume_tick, resume_run = nil, nil
+while true do
+  local rows = redis.call('ZRANGE', index, max, lo, 'BYSCORE', 'REV', 'LIMIT', offset, chunk,
+    'WITHSCORES')
+  local last_tick, ties = nil, 0
+  for i = 1, #rows, 2 do
+    local run, tick = rows[i], tonumber(rows[i + 1])
+    if tick == last_tick then ties = ties + 1 else last_tick, ties = tick, 1 end
+    if not (cscore and tick == cscore and run >= crun) then
+      examined = examined + 1
+      resume_tick, resume_run = tick, run
+      if status == '' or redis.call('HGET', runs .. run, 'status') == status then
+        out[#out + 1] = string.format('%d', tick)
+        out[#out + 1] = run
+        found = found + 1
+        if found >= need then return out end
       end
     end
-    -- Without a status filter the newest `need` rows are all this job can add; with one,
-    -- go deeper only while fewer than `need` of its runs matched.
-    if #rows < 2 * size or status == '' or found >= need then break end
-    offset = offset + size
   end
-  if reads >= budget then break end
+  if #rows < 2 * chunk then return out end
+  local next_max = string.format('%d', last_tick)
+  if next_max == max then offset = offset + ties else offset = ties end
+  max = next_max
+  if examined >= budget and resume_run then
+    out[1] = string.format('%d', resume_tick)
+    out[2] = resume_run
+    return out
+  end
 end
-compact()
-local out = {''}
-if ARGV[11] == '' and (#jobs == batch or reads >= budget) then out[1] = last end
-for _, r in ipairs(best) do
-  out[#out + 1] = string.format('%d', r[1])
-  out[#out + 1] = r[2]
-end
-return out

@@ -3,9 +3,10 @@
 //! waiting and no live executor can take it, and the scheduler replicas with the groups
 //! whose lease each holds.
 //!
-//! Run figures come from the newest [`SAMPLE`] runs of the group's hour (merged from the
-//! per-job run indexes inside Redis); `complete` says whether that is every run of the
-//! hour.
+//! Run figures come from the newest [`SAMPLE`] runs of the group's hour (read from the
+//! group's run index); `complete` says whether that is every run of the hour. Every other
+//! figure is a count Redis keeps (`ZCARD`, `ZCOUNT`, `XLEN`, `XINFO`): the overview's
+//! cost does not grow with the number of jobs or runs.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,6 +45,8 @@ pub struct Minute {
 pub struct RunWindow {
     /// Start of the window.
     pub from: String,
+    /// Runs in the window (exact: counted in the group's run index).
+    pub total: u64,
     /// Runs the figures below were computed from (the newest of the window).
     pub sampled: u64,
     /// Whether they are every run of the window (fewer than [`SAMPLE`]).
@@ -261,6 +264,11 @@ async fn run_window(c: &mut Conn, keys: &Keys, group: &str, now: i64) -> Result<
     };
     let scope = Scope::Groups(vec![group.to_owned()]);
     let found = newest(c, keys, &scope, &range, SAMPLE).await?;
+    let total: u64 = if found.len() < SAMPLE {
+        found.len() as u64
+    } else {
+        c.zcount(keys.group_runs(group), start, "+inf").await?
+    };
     let mut pipe = redis::pipe();
     for r in &found {
         pipe.cmd("HMGET")
@@ -287,7 +295,9 @@ async fn run_window(c: &mut Conn, keys: &Keys, group: &str, now: i64) -> Result<
             })
         })
         .collect();
-    Ok(summarise(&samples, start, found.len() < SAMPLE))
+    let mut window = summarise(&samples, start, found.len() < SAMPLE);
+    window.total = total.max(window.sampled);
+    Ok(window)
 }
 
 fn summarise(samples: &[Sample], start: i64, complete: bool) -> RunWindow {
@@ -327,6 +337,7 @@ fn summarise(samples: &[Sample], start: i64, complete: bool) -> RunWindow {
     };
     RunWindow {
         from: rfc3339(start),
+        total: samples.len() as u64,
         sampled: samples.len() as u64,
         complete,
         minutes,

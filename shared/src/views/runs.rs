@@ -1,6 +1,7 @@
 //! Runs across jobs, newest first: every run of a group (or of every group, or of one job),
-//! filtered by status and tick, paged by cursor. The per-job run indexes are merged with
-//! [`super::newest`], which also applies the status filter inside Redis.
+//! filtered by status and tick, paged by cursor. [`super::newest`] reads the group run
+//! indexes (the job's, for one job) from the cursor down and applies the status filter
+//! inside Redis.
 
 use crate::conn::Redis;
 use crate::error::Result;

@@ -55,7 +55,7 @@ function groupCard(name) {
       const r = g.runs;
       setText(note, r.sampled === 0
         ? 'No runs in the last hour.'
-        : `${r.complete ? r.sampled : `Over ${r.sampled}`} runs in the last hour${r.complete ? '' : ` (figures from the newest ${r.sampled})`}; p50 ${dur(r.duration_p50_ms)}.`);
+        : `${(r.total ?? r.sampled).toLocaleString('en')} runs in the last hour${r.complete ? '' : ` (chart and figures from the newest ${r.sampled})`}; p50 ${dur(r.duration_p50_ms)}.`);
       setText(lease, g.lease.current ? `Scheduled by ${g.lease.owner} (lease epoch ${g.lease.epoch})` : 'No scheduler holds this group right now.');
     },
   };
