@@ -1,12 +1,13 @@
-//! `dotjob-scheduler`: parses flags, starts a private Redis if asked to, and calls
-//! [`dotjob_scheduler::run`].
+//! `dotjob-scheduler`: parses flags, starts a private Redis if asked to, refuses a Redis
+//! whose `maxmemory-policy` may evict keys (exit code 2 unless `DOTJOB_ALLOW_EVICTION`; at
+//! start and after a reconnect), and calls [`dotjob_scheduler::run`].
 
 use std::process::ExitCode;
 
 use dotjob_scheduler::config::Cli;
 use dotjob_scheduler::local_redis::{self, LocalRedis};
 use dotjob_scheduler::{EngineSettings, Options};
-use dotjob_shared::Redis;
+use dotjob_shared::{Redis, eviction};
 use dotjob_worker::telemetry;
 
 #[tokio::main]
@@ -15,7 +16,13 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    telemetry::init_tracing();
+    match telemetry::LogFormat::from_env() {
+        Ok(f) => telemetry::init_logs(f),
+        Err(e) => {
+            eprintln!("dotjob-scheduler: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = cli.redis.validate() {
         eprintln!("dotjob-scheduler: {e}");
         return ExitCode::from(2);
@@ -52,7 +59,11 @@ async fn main() -> ExitCode {
         }
     }
     let code = match start(cli, api_opts).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Started::Ran) => ExitCode::SUCCESS,
+        Ok(Started::Refused(line)) => {
+            eprintln!("dotjob-scheduler: {line}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("dotjob-scheduler: {e:#}");
             ExitCode::FAILURE
@@ -64,9 +75,21 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Result<()> {
+/// How [`start`] ended without an error.
+enum Started {
+    /// Ran until a shutdown signal.
+    Ran,
+    /// The Redis server's eviction policy was refused (this line; exit code 2).
+    Refused(String),
+}
+
+async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Result<Started> {
     let cfg = cli.redis.validate()?;
     let redis = Redis::new(&cfg)?;
+    let allow = cli.redis.allow_eviction;
+    if let Some(line) = eviction::check(&redis, allow).await {
+        return Ok(Started::Refused(line));
+    }
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (DOTJOB_LISTEN): {e}", cli.listen))?;
@@ -90,5 +113,11 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
         cli.listen,
         dotjob_shared::config::redacted_url(&cfg.url)
     );
-    dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()).await
+    let watch = eviction::watch(opts.redis.clone(), allow);
+    tokio::select! {
+        r = dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()) => {
+            r.map(|()| Started::Ran)
+        }
+        line = watch => Ok(Started::Refused(line)),
+    }
 }

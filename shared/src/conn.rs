@@ -7,7 +7,10 @@
 //!
 //! Every handle of one process shares a [`Link`]: whether Redis is reachable, so a lost
 //! connection is logged once with its error, then at most once per backoff step with the
-//! attempt count, and "reconnected after N s" when it answers again.
+//! attempt count, and "reconnected after N s" when it answers again. The loops that retry a
+//! failed round (scheduling, leases, claiming, heartbeats) report through
+//! [`Redis::log_failure`]: an unreachable Redis is the link's to log, an out-of-memory one
+//! is logged once per backoff step too, anything else as it comes.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,10 +43,27 @@ struct Outage {
     step: Duration,
 }
 
+/// Refusals for lack of memory (`OOM`): since when, how many, when they are logged next.
+#[derive(Debug)]
+struct Full {
+    since: Instant,
+    last: Instant,
+    refusals: u64,
+    next_log: Instant,
+    step: Duration,
+}
+
+/// An OOM episode ends when no refusal came for this long.
+const FULL_EPISODE_GAP: Duration = Duration::from_secs(30);
+
 /// Whether Redis is reachable, written by every connection attempt.
 #[derive(Debug, Default)]
 pub struct Link {
     outage: Mutex<Option<Outage>>,
+    /// Out-of-memory refusals seen by the retry loops.
+    full: Mutex<Option<Full>>,
+    /// Woken when an outage ends (the eviction guard checks the server again then).
+    reconnected: tokio::sync::Notify,
 }
 
 /// Longest pause between two log lines of one outage.
@@ -96,6 +116,51 @@ impl Link {
                 attempts = out.attempts,
                 "reconnected to Redis after {secs:.1} s"
             );
+            self.reconnected.notify_waiters();
+        }
+    }
+
+    /// Resolves when the next outage ends.
+    pub fn reconnected(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.reconnected.notified()
+    }
+
+    /// Notes an `OOM` refusal: logs the first of an episode with its error, then at most
+    /// once per backoff step (1 s, 2 s … 60 s) with the count; counts every refusal.
+    fn refused_oom(&self, what: &str, e: &Error) {
+        crate::metrics::redis_error(e);
+        let Ok(mut f) = self.full.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        match f.as_mut() {
+            Some(full) if now.duration_since(full.last) < FULL_EPISODE_GAP => {
+                full.refusals += 1;
+                full.last = now;
+                if now >= full.next_log {
+                    full.step = (full.step * 2).min(MAX_LOG_STEP);
+                    full.next_log = now + full.step;
+                    tracing::warn!(
+                        refusals = full.refusals,
+                        full_s = full.since.elapsed().as_secs(),
+                        "Redis is still out of memory; {what} keeps failing"
+                    );
+                }
+            }
+            _ => {
+                tracing::warn!(
+                    error = %e,
+                    "Redis is out of memory (maxmemory reached) and refuses writes: {what} \
+                     failed; retrying until memory is freed or maxmemory raised"
+                );
+                *f = Some(Full {
+                    since: now,
+                    last: now,
+                    refusals: 1,
+                    next_log: now + Duration::from_secs(1),
+                    step: Duration::from_secs(1),
+                });
+            }
         }
     }
 
@@ -156,6 +221,27 @@ impl Redis {
     /// Whether Redis was unreachable at the last attempt.
     pub fn link(&self) -> &Link {
         &self.link
+    }
+
+    /// Logs that `what` (e.g. "scheduling round") failed with `e`, without flooding the log
+    /// from a loop that retries: a lost connection is logged by the link (once, then once
+    /// per backoff step), so here only at debug level; an `OOM` refusal once per backoff
+    /// step (and counted in `dotjob_redis_errors_total{kind="oom"}`); anything else as a
+    /// warning each time.
+    pub fn log_failure(&self, what: &str, e: &Error) {
+        if e.is_oom() {
+            self.link.refused_oom(what, e);
+        } else if e.is_unavailable() {
+            if self.link.is_down() {
+                tracing::debug!(error = %e, "{what} failed: Redis is unreachable");
+            } else {
+                // A command failed on a connection that dropped: the next checkout notes
+                // the outage; say it here once in case none follows.
+                self.link.failed(e);
+            }
+        } else {
+            tracing::warn!(error = %e, "{what} failed; retrying");
+        }
     }
 
     /// Notes a connection attempt's result in the link state.
