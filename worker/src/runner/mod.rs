@@ -152,7 +152,15 @@ const DRAIN_PROGRESS: Duration = Duration::from_secs(5);
 /// forced.
 async fn drain(shared: &Shared, force: impl std::future::Future<Output = ()> + Send) -> bool {
     let all = shared.settings.concurrency;
-    let running = || all.saturating_sub(shared.slots.available_permits());
+    // Runs executing: in flight, less those held for their tick (the pending acquire below
+    // takes free slots as it waits, so the semaphore cannot tell).
+    let running = || {
+        shared
+            .inflight
+            .entries()
+            .len()
+            .saturating_sub(shared.waiting.len())
+    };
     let grace = shared.settings.grace;
     let deadline = tokio::time::Instant::now() + grace;
     let at = chrono::Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default();
