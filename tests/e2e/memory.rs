@@ -106,6 +106,19 @@ async fn an_evicting_redis_is_refused_at_start_unless_allowed() {
     })
     .await;
     assert!(!w2.log().contains("maxmemory-policy"), "{}", w2.log());
+
+    // The policy changes under a running worker, which loses its connections: it checks
+    // again on reconnecting, and stops.
+    let mut w2 = w2;
+    config_set(&url, "maxmemory-policy", "volatile-lru").await;
+    let mut c = raw_conn(&url).await;
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_refused(&mut w2, "volatile-lru");
+    assert!(w.is_running(), "the allowed worker stopped:\n{}", w.log());
 }
 
 /// `used_memory` of the server.
