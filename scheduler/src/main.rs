@@ -44,11 +44,11 @@ async fn main() -> ExitCode {
     if !explicit && cli.start_redis == "auto" && !local_redis::answers(&local_url).await {
         match LocalRedis::start(port, &cli.data_dir).await {
             Ok(r) => {
-                eprintln!(
-                    "dotjob-scheduler: nothing answered on 127.0.0.1:{port}, so a private redis-server \
-                     was started there (AOF on, data in {}); it stops when dotjob stops.",
+                say(&format!(
+                    "nothing answered on 127.0.0.1:{port}, so a private redis-server was started \
+                     there (AOF on, data in {}); it stops when dotjob stops.",
                     cli.data_dir.display()
-                );
+                ));
                 cli.redis.redis_url = Some(r.url().to_owned());
                 local = Some(r);
             }
@@ -108,16 +108,26 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
             .embedded_group()
             .map(|g| (g.to_owned(), cli.worker.settings(), cli.worker.stock())),
     };
-    eprintln!(
-        "dotjob-scheduler: admin API and console on http://{}/ (Redis {})",
+    say(&format!(
+        "admin API and console on http://{}/ (Redis {})",
         cli.listen,
         dotjob_shared::config::redacted_url(&cfg.url)
-    );
+    ));
     let watch = eviction::watch(opts.redis.clone(), allow);
     tokio::select! {
         r = dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()) => {
             r.map(|()| Started::Ran)
         }
         line = watch => Ok(Started::Refused(line)),
+    }
+}
+
+/// A line for the operator at start: plain on stderr, or a log event when the logs are JSON
+/// (so that every line a log collector reads parses).
+fn say(msg: &str) {
+    if telemetry::LogFormat::from_env() == Ok(telemetry::LogFormat::Json) {
+        tracing::info!("{msg}");
+    } else {
+        eprintln!("dotjob-scheduler: {msg}");
     }
 }

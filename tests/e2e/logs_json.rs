@@ -1,4 +1,4 @@
-//! `DOTJOB_LOG_FORMAT=json`: every line a worker writes is a JSON object, the lines a run's
+//! `DOTJOB_LOG_FORMAT=json`: every line a worker and a scheduler write is a JSON object, the lines a run's
 //! execution logs carry `job.id`, `job.group`, `run.id` and `run.attempt`, and the Redis
 //! password appears nowhere.
 
@@ -17,7 +17,7 @@ async fn json_logs_carry_the_run_span_and_no_secret() {
         .await
         .unwrap();
     let url = format!("redis://:pw-s3cret-9@127.0.0.1:{}", redis.port());
-    let (_s, base) = spawn_scheduler(&url, "dotjob", &[]);
+    let (s, base) = spawn_scheduler(&url, "dotjob", &[("DOTJOB_LOG_FORMAT", "json")]);
     let api = Api::new(&base);
     api.wait_ready().await;
     let w = Proc::spawn(
@@ -63,5 +63,21 @@ async fn json_logs_carry_the_run_span_and_no_secret() {
     assert!(
         !log.contains("pw-s3cret-9"),
         "the password is in the log:\n{log}"
+    );
+    // The scheduler's lines parse too, its start banner included.
+    let log = s.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("admin API and console on"))),
+        "{log}"
+    );
+    assert!(
+        !log.contains("pw-s3cret-9"),
+        "the password is in the scheduler's log"
     );
 }
