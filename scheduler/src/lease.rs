@@ -219,7 +219,7 @@ impl Leases {
             let next = match self.beat_and_renew(redis).await {
                 Ok(next) => next,
                 Err(e) => {
-                    warn!(error = %e, "lease round failed; retrying");
+                    redis.log_failure("lease round", &e);
                     self.drop_expired();
                     every.min(Duration::from_millis(500))
                 }

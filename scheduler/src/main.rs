@@ -1,12 +1,13 @@
-//! `dotjob-scheduler`: parses flags, starts a private Redis if asked to, and calls
-//! [`dotjob_scheduler::run`].
+//! `dotjob-scheduler`: parses flags, starts a private Redis if asked to, refuses a Redis
+//! whose `maxmemory-policy` may evict keys (exit code 2 unless `DOTJOB_ALLOW_EVICTION`; at
+//! start and after a reconnect), and calls [`dotjob_scheduler::run`].
 
 use std::process::ExitCode;
 
 use dotjob_scheduler::config::Cli;
 use dotjob_scheduler::local_redis::{self, LocalRedis};
 use dotjob_scheduler::{EngineSettings, Options};
-use dotjob_shared::Redis;
+use dotjob_shared::{Redis, eviction};
 use dotjob_worker::telemetry;
 
 #[tokio::main]
@@ -15,7 +16,13 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    telemetry::init_tracing();
+    match telemetry::LogFormat::from_env() {
+        Ok(f) => telemetry::init_logs(f),
+        Err(e) => {
+            eprintln!("dotjob-scheduler: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = cli.redis.validate() {
         eprintln!("dotjob-scheduler: {e}");
         return ExitCode::from(2);
@@ -37,11 +44,11 @@ async fn main() -> ExitCode {
     if !explicit && cli.start_redis == "auto" && !local_redis::answers(&local_url).await {
         match LocalRedis::start(port, &cli.data_dir).await {
             Ok(r) => {
-                eprintln!(
-                    "dotjob-scheduler: nothing answered on 127.0.0.1:{port}, so a private redis-server \
-                     was started there (AOF on, data in {}); it stops when dotjob stops.",
+                say(&format!(
+                    "nothing answered on 127.0.0.1:{port}, so a private redis-server was started \
+                     there (AOF on, data in {}); it stops when dotjob stops.",
                     cli.data_dir.display()
-                );
+                ));
                 cli.redis.redis_url = Some(r.url().to_owned());
                 local = Some(r);
             }
@@ -52,7 +59,11 @@ async fn main() -> ExitCode {
         }
     }
     let code = match start(cli, api_opts).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Started::Ran) => ExitCode::SUCCESS,
+        Ok(Started::Refused(line)) => {
+            eprintln!("dotjob-scheduler: {line}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("dotjob-scheduler: {e:#}");
             ExitCode::FAILURE
@@ -64,9 +75,21 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Result<()> {
+/// How [`start`] ended without an error.
+enum Started {
+    /// Ran until a shutdown signal.
+    Ran,
+    /// The Redis server's eviction policy was refused (this line; exit code 2).
+    Refused(String),
+}
+
+async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Result<Started> {
     let cfg = cli.redis.validate()?;
     let redis = Redis::new(&cfg)?;
+    let allow = cli.redis.allow_eviction;
+    if let Some(line) = eviction::check(&redis, allow).await {
+        return Ok(Started::Refused(line));
+    }
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (DOTJOB_LISTEN): {e}", cli.listen))?;
@@ -85,10 +108,26 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
             .embedded_group()
             .map(|g| (g.to_owned(), cli.worker.settings(), cli.worker.stock())),
     };
-    eprintln!(
-        "dotjob-scheduler: admin API and console on http://{}/ (Redis {})",
+    say(&format!(
+        "admin API and console on http://{}/ (Redis {})",
         cli.listen,
         dotjob_shared::config::redacted_url(&cfg.url)
-    );
-    dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()).await
+    ));
+    let watch = eviction::watch(opts.redis.clone(), allow);
+    tokio::select! {
+        r = dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()) => {
+            r.map(|()| Started::Ran)
+        }
+        line = watch => Ok(Started::Refused(line)),
+    }
+}
+
+/// A line for the operator at start: plain on stderr, or a log event when the logs are JSON
+/// (so that every line a log collector reads parses).
+fn say(msg: &str) {
+    if telemetry::LogFormat::from_env() == Ok(telemetry::LogFormat::Json) {
+        tracing::info!("{msg}");
+    } else {
+        eprintln!("dotjob-scheduler: {msg}");
+    }
 }

@@ -25,6 +25,12 @@ pub fn ticks_fired(group: &str, n: u64) {
         .increment(n);
 }
 
+/// Counts a run enqueued through the API: `manual` (a trigger) or `requeue` (a dead
+/// letter run again); never counted as a `schedule` tick.
+pub fn triggered(group: &str, kind: &'static str) {
+    metrics::counter!(m::TICKS_FIRED, "group" => group.to_owned(), "kind" => kind).increment(1);
+}
+
 /// Counts a fire call refused because the lease had moved.
 pub fn fenced(group: &str) {
     metrics::counter!(m::FIRE_FENCED, "group" => group.to_owned()).increment(1);

@@ -53,6 +53,10 @@ pub struct RedisArgs {
     /// Longest wait for one Redis reply before the command fails and is retried.
     #[arg(long, env = "DOTJOB_REDIS_TIMEOUT_MS", default_value_t = 5_000)]
     pub redis_timeout_ms: u64,
+    /// Run against a Redis whose `maxmemory-policy` may evict keys (warned on every start);
+    /// without it such a Redis is refused, since eviction deletes jobs and run records.
+    #[arg(long, env = "DOTJOB_ALLOW_EVICTION", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_eviction: bool,
 }
 
 /// Validated Redis settings.

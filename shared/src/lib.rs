@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod events;
+pub mod eviction;
 pub mod groups;
 pub mod keys;
 pub mod metrics;

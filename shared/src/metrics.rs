@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-/// Ticks fired into a group's stream, by `group` and `kind` (`schedule`, `manual`, `child`).
+/// Ticks fired into a group's stream, by `group` and `kind` (`schedule` by the scheduler,
+/// `manual` triggers and dead letters `requeue`d through the API, `child` jobs by workers).
 pub const TICKS_FIRED: &str = "dotjob_ticks_fired_total";
 /// Seconds from a tick to its enqueue (0 for ticks fired ahead), by `group`.
 pub const FIRE_LAG: &str = "dotjob_fire_lag_seconds";

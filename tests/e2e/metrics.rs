@@ -200,10 +200,16 @@ async fn scheduler_and_worker_metrics_count_known_runs() {
         }
     })
     .await;
+    // One scheduled tick (the @once job); the five triggers by hand are `manual`, not ticks.
     let fired = ("kind", "schedule");
     assert_eq!(
         sample(&text, "dotjob_ticks_fired_total", &[g, fired]),
         Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "dotjob_ticks_fired_total", &[g, ("kind", "manual")]),
+        Some(5.0),
         "{text}"
     );
     assert_eq!(

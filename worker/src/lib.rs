@@ -111,6 +111,17 @@ impl Worker {
     /// Jobs declared with [`WorkerBuilder::schedule`] are upserted first; an invalid one
     /// (e.g. a bad schedule) fails the start, Redis being away only delays nothing else.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        self.run_until(shutdown, std::future::pending()).await
+    }
+
+    /// [`run`](Self::run), and `force` resolving while the runs drain hands every
+    /// unfinished one back at once (a second Ctrl-C / SIGTERM: see
+    /// [`telemetry::Signals`]).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+        force: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let group = self.runner.group().to_owned();
         for (def, handler) in &self.declared {
             match declare::upsert(&self.store, &group, def, handler).await {
@@ -123,7 +134,7 @@ impl Worker {
                 }
             }
         }
-        self.runner.run(shutdown).await
+        self.runner.run(shutdown, force).await
     }
 }
 

@@ -1,8 +1,10 @@
 //! Logs, metrics and health for dotjob processes (and for services embedding the worker):
-//! tracing to stderr, a Prometheus recorder (every family described), `/metrics`, `/healthz`
-//! (the process is up) and `/readyz` (Redis answers a PING; a scheduler adds its leases), and
-//! the shutdown signal.
+//! tracing to stderr (human or JSON lines, `DOTJOB_LOG_FORMAT`), a Prometheus recorder (every
+//! family described), `/metrics`, `/healthz` (the process is up) and `/readyz` (Redis answers a
+//! PING; a scheduler adds its leases), and the shutdown signals (a first one stops gracefully,
+//! a second forces).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -15,15 +17,63 @@ use axum::routing::get;
 use dotjob_shared::Redis;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// How log lines are written (`DOTJOB_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event, coloured on a terminal (the default).
+    #[default]
+    Human,
+    /// One JSON object per line: `timestamp`, `level`, `target`, the event's fields
+    /// (`message` …) at the top level, and the current span's fields (a run's `job.id`,
+    /// `job.group`, `run.id`, `run.attempt`) under `span`.
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `DOTJOB_LOG_FORMAT` (`human` or `json`; unset or empty is `human`).
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("DOTJOB_LOG_FORMAT") {
+            Err(_) => Ok(Self::Human),
+            Ok(v) => Self::parse(&v),
+        }
+    }
+
+    fn parse(v: &str) -> Result<Self, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "" | "human" | "text" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            _ => Err(format!(
+                "DOTJOB_LOG_FORMAT: \"{v}\" is not a log format; use `human` or `json`"
+            )),
+        }
+    }
+}
+
+/// Logs to stderr in the format of `DOTJOB_LOG_FORMAT` (human when unset or unknown: a
+/// binary checks [`LogFormat::from_env`] first and refuses a bad value), filtered by
+/// `RUST_LOG` (default `info`).
 pub fn init_tracing() {
+    init_logs(LogFormat::from_env().unwrap_or_default());
+}
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -139,6 +189,45 @@ pub async fn serve_metrics(addr: SocketAddr, redis: Redis) -> std::io::Result<So
     Ok(bound)
 }
 
+/// Ctrl-C and SIGTERM, counted from the moment [`Signals::listen`] is called: the first
+/// asks for a graceful stop, a second for an immediate one.
+#[derive(Clone, Debug)]
+pub struct Signals {
+    count: tokio::sync::watch::Receiver<u32>,
+}
+
+impl Signals {
+    /// Starts counting signals (a background task).
+    pub fn listen() -> Self {
+        let (tx, count) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                shutdown_signal().await;
+                tx.send_modify(|n| *n += 1);
+                if tx.is_closed() {
+                    break;
+                }
+            }
+        });
+        Self { count }
+    }
+
+    /// Resolves once `n` signals arrived.
+    async fn nth(mut self, n: u32) {
+        let _ = self.count.wait_for(|c| *c >= n).await;
+    }
+
+    /// Resolves on the first signal (stop gracefully).
+    pub fn first(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.clone().nth(1)
+    }
+
+    /// Resolves on the second signal (stop now).
+    pub fn second(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.clone().nth(2)
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -158,5 +247,23 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogFormat;
+
+    #[test]
+    fn log_formats_parse() {
+        assert_eq!(LogFormat::parse("json"), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse(" JSON "), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::parse(""), Ok(LogFormat::Human));
+        assert_eq!(LogFormat::parse("human"), Ok(LogFormat::Human));
+        assert!(
+            LogFormat::parse("yaml")
+                .unwrap_err()
+                .contains("DOTJOB_LOG_FORMAT")
+        );
     }
 }

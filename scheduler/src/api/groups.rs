@@ -147,5 +147,6 @@ pub async fn requeue(
     ApiPath((group, entry)): ApiPath<(String, String)>,
 ) -> Result<(StatusCode, Json<Requeued>), ApiError> {
     let run_id = s.store.requeue_dead(&group, &entry).await?;
+    crate::metrics::triggered(&group, "requeue");
     Ok((StatusCode::ACCEPTED, Json(Requeued { run_id })))
 }

@@ -268,7 +268,10 @@ pub async fn trigger(
         .await?;
     let group = s.store.view_job(&id).await.map(|v| v.spec.group);
     let warnings = match group {
-        Ok(g) => warnings::for_trigger(&s.store, &g).await,
+        Ok(g) => {
+            crate::metrics::triggered(&g, "manual");
+            warnings::for_trigger(&s.store, &g).await
+        }
         Err(_) => Vec::new(),
     };
     Ok((

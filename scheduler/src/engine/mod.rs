@@ -210,7 +210,9 @@ impl Engine {
                         failures += 1;
                         metrics::counter!("dotjob_schedule_pass_errors_total", "group" => group.clone())
                             .increment(1);
-                        if failures == 1 || failures.is_multiple_of(30) {
+                        if e.is_oom() || e.is_unavailable() {
+                            self.redis.log_failure("scheduling round", &e);
+                        } else if failures == 1 || failures.is_multiple_of(30) {
                             warn!(group, error = %e, failures, "scheduling round failed; retrying");
                         }
                         Duration::from_millis(100 * u64::from(failures.min(20)))

@@ -58,7 +58,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 }
             }
             Err(e) => {
-                warn!(error = %e, "claiming failed; retrying");
+                shared.redis.log_failure("claiming runs", &e);
                 backoff.wait(&shared.stop).await;
             }
         }

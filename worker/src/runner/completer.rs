@@ -13,7 +13,7 @@ use std::sync::Arc;
 use dotjob_shared::scripts;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::backoff::Backoff;
 use super::outcome::{Done, Outcome, counted_status};
@@ -46,7 +46,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
                     break;
                 }
                 Err(e) => {
-                    warn!(error = %e, count = record.len(), "cannot record finished runs; retrying");
+                    shared.redis.log_failure("recording finished runs", &e);
                     backoff.wait(&never).await;
                 }
             }

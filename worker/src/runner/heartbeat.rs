@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dotjob_shared::scripts;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::shared::Shared;
 
@@ -33,7 +33,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     info!(worker = %shared.id, disabled, "executor state changed");
                 }
             }
-            Err(e) => warn!(error = %e, "heartbeat failed"),
+            Err(e) => shared.redis.log_failure("heartbeat", &e),
         }
         let held = shared.waiting.len();
         crate::metrics::worker_runs(&shared.group, held, entries.len().saturating_sub(held));

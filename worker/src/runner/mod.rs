@@ -94,10 +94,13 @@ impl Runner {
         &self.shared.group
     }
 
-    /// Runs the worker until `shutdown` resolves, then drains and returns.
+    /// Runs the worker until `shutdown` resolves, then drains and returns: in-flight runs get
+    /// the grace period to finish (progress logged every few seconds), then the unfinished
+    /// ones are handed back; `force` resolving during the drain hands them back at once.
     pub(crate) async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
+        force: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let Self { shared, done_rx } = self;
         shared.registry.register().await;
@@ -118,19 +121,16 @@ impl Runner {
         info!(worker = %shared.id, group = %shared.group, concurrency = shared.settings.concurrency, "worker started");
 
         shutdown.await;
-        info!(worker = %shared.id, "shutting down: no new runs; waiting for in-flight runs");
         shared.stop.cancel();
-        let all = shared.settings.concurrency as u32;
-        let drained =
-            tokio::time::timeout(shared.settings.grace, shared.slots.acquire_many(all)).await;
-        if drained.is_err() {
-            warn!(worker = %shared.id, "grace period over: handing unfinished runs back");
-            shared.hard.cancel();
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), shared.slots.acquire_many(all)).await;
-        }
-        // Let the completer record what finished (bounded: Redis may be down).
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let forced = drain(&shared, force).await;
+        // Let the completer record what finished and what was handed back (bounded: Redis
+        // may be down; shorter when forced, the operator asked to stop now).
+        let wait = if forced {
+            Duration::from_millis(1_500)
+        } else {
+            Duration::from_secs(10)
+        };
+        let deadline = Instant::now() + wait;
         while !shared.inflight.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -142,4 +142,64 @@ impl Runner {
         info!(worker = %shared.id, "worker stopped");
         Ok(())
     }
+}
+
+/// How often the drain says how many runs it still waits for.
+const DRAIN_PROGRESS: Duration = Duration::from_secs(5);
+
+/// Waits for the in-flight runs: until they finish, the grace period ends or `force`
+/// resolves (a second signal); then hands the unfinished ones back. Returns whether it was
+/// forced.
+async fn drain(shared: &Shared, force: impl std::future::Future<Output = ()> + Send) -> bool {
+    let all = shared.settings.concurrency;
+    // Runs executing: in flight, less those held for their tick (the pending acquire below
+    // takes free slots as it waits, so the semaphore cannot tell).
+    let running = || {
+        shared
+            .inflight
+            .entries()
+            .len()
+            .saturating_sub(shared.waiting.len())
+    };
+    let grace = shared.settings.grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    let at = chrono::Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default();
+    info!(
+        worker = %shared.id,
+        runs_in_flight = running(),
+        grace_s = grace.as_secs_f64(),
+        deadline = %at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "shutting down: no new runs; {} runs in flight get until {} to finish, then are handed back (a second signal hands them back now)",
+        running(),
+        at.format("%H:%M:%S UTC"),
+    );
+    let acquire = shared.slots.acquire_many(all as u32);
+    tokio::pin!(acquire, force);
+    let mut progress =
+        tokio::time::interval_at(tokio::time::Instant::now() + DRAIN_PROGRESS, DRAIN_PROGRESS);
+    let forced = loop {
+        tokio::select! {
+            _ = &mut acquire => return false,
+            () = tokio::time::sleep_until(deadline) => {
+                warn!(worker = %shared.id, runs_in_flight = running(), "grace period over: handing unfinished runs back");
+                break false;
+            }
+            () = &mut force => {
+                warn!(worker = %shared.id, runs_in_flight = running(), "second signal: handing {} unfinished runs back now", running());
+                break true;
+            }
+            _ = progress.tick() => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                info!(worker = %shared.id, runs_in_flight = running(), left_s = left.as_secs(), "waiting for {} runs, {} s left", running(), left.as_secs());
+            }
+        }
+    };
+    shared.hard.cancel();
+    let limit = if forced {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    let _ = tokio::time::timeout(limit, shared.slots.acquire_many(all as u32)).await;
+    forced
 }

@@ -50,7 +50,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             None => match shared.redis.dedicated(BLOCK).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
-                    warn!(error = %e, "reader cannot reach Redis; retrying");
+                    shared.redis.log_failure("reading the stream", &e);
                     backoff.wait(&shared.stop).await;
                     continue;
                 }
@@ -79,7 +79,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
             Err(e) if e.code() == Some("NOGROUP") => ensure_group(&shared).await,
             Err(e) => {
-                warn!(error = %e, "XREADGROUP failed; reconnecting");
+                shared
+                    .redis
+                    .log_failure("reading the stream (XREADGROUP)", &e.into());
                 conn = None;
                 backoff.wait(&shared.stop).await;
             }
