@@ -41,7 +41,6 @@ pub mod schema;
 mod secret;
 mod stats;
 pub mod tokens;
-pub mod view_schema;
 mod views;
 mod warnings;
 mod whoami;

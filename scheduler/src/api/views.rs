@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiQuery;
-use super::{schema, view_schema};
+use super::schema;
 
 /// Query of `GET /views/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -28,7 +28,7 @@ pub struct JobTableQuery {
     /// Only enabled (`true`) or only paused (`false`) jobs.
     enabled: Option<bool>,
     /// Only jobs whose newest run has this status (`none`: jobs with no run).
-    #[param(value_type = Option<view_schema::LastStatusFilter>)]
+    #[param(value_type = Option<LastStatus>)]
     last_status: Option<String>,
     /// `next_cursor` of the previous page (a job id).
     cursor: Option<String>,
@@ -42,7 +42,7 @@ pub struct JobTableQuery {
 #[utoipa::path(get, path = "/views/jobs", operation_id = "job_table", tag = "jobs",
     params(JobTableQuery),
     responses(
-        (status = 200, description = "One page and the total", body = view_schema::JobTable),
+        (status = 200, description = "One page and the total", body = JobRows),
         (status = 400, description = "Bad query parameter", body = schema::ErrorBody),
         (status = 404, description = "No such group", body = schema::ErrorBody),
     ),
@@ -80,7 +80,7 @@ pub async fn jobs(
 /// no live executor, the scheduling lease; and the scheduler replicas with the groups
 /// each holds.
 #[utoipa::path(get, path = "/views/overview", operation_id = "overview", tag = "stats",
-    responses((status = 200, description = "The overview", body = view_schema::Overview)),
+    responses((status = 200, description = "The overview", body = Overview)),
     security(("read_token" = []), ("admin_token" = [])))]
 pub async fn overview(State(s): State<AppState>) -> Result<Json<Overview>, ApiError> {
     Ok(Json(compute(s.store.redis()).await?))

@@ -31,6 +31,23 @@ pub enum LastStatus {
     Never,
 }
 
+/// In OpenAPI: a string, one of the run statuses or `none` (derived from [`RunStatus::ALL`]).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for LastStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names = RunStatus::ALL.map(RunStatus::as_str);
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A run status, or `none` (the job has no run)."))
+            .enum_values(Some(names.into_iter().chain(["none"])))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for LastStatus {}
+
 impl LastStatus {
     /// A run status name, or `none`.
     pub fn parse(s: &str) -> Option<Self> {
@@ -57,6 +74,7 @@ pub struct JobQuery {
 
 /// A job's newest run (by tick), in short.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LastRun {
     /// Run id.
     pub id: String,
@@ -64,9 +82,17 @@ pub struct LastRun {
     pub status: RunStatus,
     /// Its tick.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, format = DateTime)
+    )]
     pub scheduled_at: Option<i64>,
     /// When it finished.
     #[serde(serialize_with = "opt_ms_rfc3339")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, format = DateTime)
+    )]
     pub finished_at: Option<i64>,
     /// How long its last attempt took.
     pub duration_ms: Option<u64>,
@@ -74,6 +100,7 @@ pub struct LastRun {
 
 /// One row of the job table.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRow {
     /// The job with its next fire instant.
     pub job: JobView,
@@ -83,6 +110,7 @@ pub struct JobRow {
 
 /// A page of the job table.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRows {
     /// The rows.
     pub items: Vec<JobRow>,

@@ -33,17 +33,22 @@ pub const REPLICA_ALIVE_MS: i64 = 15_000;
 
 /// Runs whose tick falls in one minute, by status (statuses with none are left out).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Minute {
     /// Start of the minute.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub at: String,
     /// Runs by status.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
     pub by_status: BTreeMap<&'static str, u64>,
 }
 
 /// The run figures of a group's last hour.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunWindow {
     /// Start of the window.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub from: String,
     /// Runs in the window (exact: counted in the group's run index).
     pub total: u64,
@@ -63,6 +68,7 @@ pub struct RunWindow {
 
 /// Who holds a group's scheduling lease.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseView {
     /// Replica id (empty: nobody).
     pub owner: String,
@@ -74,6 +80,7 @@ pub struct LeaseView {
 
 /// One group.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupOverview {
     /// Its name.
     pub group: String,
@@ -107,10 +114,12 @@ pub struct GroupOverview {
 
 /// A scheduler replica.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Replica {
     /// Its id.
     pub id: String,
     /// Its last heartbeat.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub last_seen: String,
     /// Heartbeat within [`REPLICA_ALIVE_MS`].
     pub alive: bool,
@@ -120,8 +129,10 @@ pub struct Replica {
 
 /// The overview answer.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Overview {
     /// When computed (Redis clock).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub generated_at: String,
     /// Every group (at most [`GROUPS_MAX`]), by name.
     pub groups: Vec<GroupOverview>,
