@@ -186,14 +186,7 @@ impl Store {
         let mut from = cursor.map_or("-".to_owned(), |c| format!("({c}"));
         // Scan at most a few chunks per request so a narrow filter cannot make it unbounded.
         for _ in 0..20 {
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&index)
-                .arg(&from)
-                .arg("+")
-                .arg("BYLEX")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit)
+            let ids: Vec<String> = super::ids_from(&index, &from, limit)
                 .query_async(&mut c)
                 .await?;
             if ids.is_empty() {

@@ -22,6 +22,20 @@ mod trigger;
 /// Most items on one page.
 pub const PAGE_MAX: usize = 500;
 
+/// `ZRANGE index from + BYLEX LIMIT 0 n`: up to `n` members of a lexically ordered index
+/// (job ids), from `from` (`-`, or `(<id>` for after a cursor).
+pub(crate) fn ids_from(index: &str, from: &str, n: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("ZRANGE");
+    cmd.arg(index)
+        .arg(from)
+        .arg("+")
+        .arg("BYLEX")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(n);
+    cmd
+}
+
 /// One page of a listing; pass `next_cursor` back as `cursor` for the next one.
 #[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -171,14 +171,7 @@ async fn unfiltered_page(
     let from = cursor.map_or("-".to_owned(), |c| format!("({c}"));
     let (total, ids): (u64, Vec<String>) = redis::pipe()
         .zcard(&index)
-        .cmd("ZRANGE")
-        .arg(&index)
-        .arg(&from)
-        .arg("+")
-        .arg("BYLEX")
-        .arg("LIMIT")
-        .arg(0)
-        .arg(limit + 1)
+        .add_command(crate::store::ids_from(&index, &from, limit + 1))
         .query_async(c)
         .await?;
     let more = ids.len() > limit;

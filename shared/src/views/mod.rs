@@ -57,17 +57,7 @@ pub async fn scope_of(
         let mut jobs = jobs_in_scope(c, keys, group, job).await?;
         return Ok(Scope::Job(jobs.remove(0)));
     }
-    Ok(Scope::Groups(match group {
-        Some(g) => {
-            check_group(c, keys, g).await?;
-            vec![g.to_owned()]
-        }
-        None => {
-            let mut all: Vec<String> = c.smembers(keys.groups()).await?;
-            all.sort();
-            all
-        }
-    }))
+    Ok(Scope::Groups(groups_in_scope(c, keys, group).await?))
 }
 
 /// Which runs a merge considers: ticks in `[from_ms, to_ms]`, of one status, strictly
@@ -253,17 +243,7 @@ pub async fn jobs_in_scope(
             id: job.to_owned(),
         }]);
     }
-    let groups: Vec<String> = match group {
-        Some(g) => {
-            check_group(c, keys, g).await?;
-            vec![g.to_owned()]
-        }
-        None => {
-            let mut all: Vec<String> = c.smembers(keys.groups()).await?;
-            all.sort();
-            all
-        }
-    };
+    let groups = groups_in_scope(c, keys, group).await?;
     let mut pipe = redis::pipe();
     for g in &groups {
         pipe.zrange(keys.group_jobs(g), 0, -1);
@@ -293,6 +273,21 @@ pub async fn check_group(c: &mut Conn, keys: &Keys, group: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::NotFound(format!("group {group}")))
+    }
+}
+
+/// The groups a query covers: `group` (which must exist), else every group, by name.
+async fn groups_in_scope(c: &mut Conn, keys: &Keys, group: Option<&str>) -> Result<Vec<String>> {
+    match group {
+        Some(g) => {
+            check_group(c, keys, g).await?;
+            Ok(vec![g.to_owned()])
+        }
+        None => {
+            let mut all: Vec<String> = c.smembers(keys.groups()).await?;
+            all.sort();
+            Ok(all)
+        }
     }
 }
 
