@@ -50,9 +50,12 @@ pub mod suffix {
     pub const INFLIGHT: &str = "inflight";
     /// String: counter for manual-trigger run ids.
     pub const SEQ: &str = "seq";
+    /// String: set (to the Redis time, ms) once `group-runs` was backfilled from the job
+    /// run indexes, for runs recorded before `group-runs` existed (`backfill.lua`).
+    pub const BACKFILLED: &str = "backfilled";
 
     /// Every suffix with its Lua name (`K_<name>`).
-    pub const ALL: [(&str, &str); 18] = [
+    pub const ALL: [(&str, &str); 19] = [
         ("JOB", JOB),
         ("JOBS", JOBS),
         ("SCHEDULE", SCHEDULE),
@@ -71,6 +74,7 @@ pub mod suffix {
         ("DISABLED", DISABLED),
         ("INFLIGHT", INFLIGHT),
         ("SEQ", SEQ),
+        ("BACKFILLED", BACKFILLED),
     ];
 }
 
@@ -247,6 +251,11 @@ impl Keys {
     /// Counter of manual-trigger run ids.
     pub fn seq(&self, group: &str) -> String {
         self.g(group, suffix::SEQ)
+    }
+
+    /// Marker: the group's run index was backfilled from its job run indexes.
+    pub fn backfilled(&self, group: &str) -> String {
+        self.g(group, suffix::BACKFILLED)
     }
 }
 

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backfill;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -9,6 +9,7 @@ mod api_fuzz;
 mod api_walk;
 mod attempts;
 mod audit;
+mod backfill;
 mod common;
 mod dashboards;
 mod declared;

@@ -166,7 +166,8 @@ async fn invalid_jobs_are_refused_with_the_field_named_and_nothing_written() {
     k1.sort();
     k2.sort();
     // Only what the job's ticks write may have appeared meanwhile: run records and their
-    // indexes, the stream and its index of unacknowledged entries.
+    // indexes, the stream and its index of unacknowledged entries; and the group's backfill
+    // marker, which its scheduler writes once it holds the new group.
     let layout = dotjob_shared::Keys::new(prefix.as_str());
     let (runs, job_runs) = (layout.run("val", ""), layout.job_runs("val", ""));
     let (stream, active) = (layout.stream("val"), layout.active("val"));
@@ -174,6 +175,7 @@ async fn invalid_jobs_are_refused_with_the_field_named_and_nothing_written() {
         k.starts_with(&runs)
             || k.starts_with(&job_runs)
             || *k == layout.group_runs("val")
+            || *k == layout.backfilled("val")
             || *k == stream
             || *k == active
     };

@@ -11,6 +11,9 @@
 //! job's version so a stale cache entry is never used, and the scheduler never loads every
 //! job.
 //!
+//! The first round a replica holds a group also backfills the group's run index from the
+//! job run indexes if no replica did yet ([`dotjob_shared::backfill`]).
+//!
 //! Tasks: one loop per group, group discovery, the event listener (job changes invalidate
 //! the cache and wake the group's loop), the leases and housekeeping ([`crate::janitor`]).
 
@@ -197,11 +200,37 @@ impl Engine {
         }
     }
 
+    /// The one-time backfill of the group's run index (runs recorded before it existed),
+    /// after this replica's first round holding the group, so the first firing never waits
+    /// for it. Returns whether the group is backfilled; on an error the next round retries.
+    async fn backfill(&self, group: &str) -> bool {
+        match dotjob_shared::backfill::backfill_group(&self.redis, group).await {
+            Ok(Some(added)) => {
+                info!(
+                    group,
+                    added, "backfilled the group run index from the job run indexes"
+                );
+                true
+            }
+            Ok(None) => true,
+            Err(e) => {
+                debug!(group, error = %e, "could not backfill the group run index; retrying");
+                false
+            }
+        }
+    }
+
     async fn group_loop(self: Arc<Self>, group: String, notify: Arc<Notify>) {
         let mut failures = 0u32;
+        // Whether this loop saw the group's run index backfilled (written by this loop only).
+        let mut backfilled = false;
         loop {
             let wait = if let Some(holding) = self.leases.holding(&group) {
-                match self.fire_due(&group, holding.fence()).await {
+                let fired = self.fire_due(&group, holding.fence()).await;
+                if !backfilled {
+                    backfilled = self.backfill(&group).await;
+                }
+                match fired {
                     Ok(wait) => {
                         failures = 0;
                         wait

@@ -24,6 +24,7 @@ use redis::{Script, ScriptInvocation, ToRedisArgs};
 
 use crate::error::Error;
 
+mod backfill;
 mod cancel;
 mod claim;
 mod complete;
@@ -40,6 +41,7 @@ mod touch;
 mod trigger;
 mod trim;
 
+pub use backfill::{Backfill, BackfillReply};
 pub use cancel::{Cancel, CancelOutcome};
 pub use claim::{Claim, ClaimReply, Claimed};
 pub use complete::{Attempt, AttemptOutcome, Complete, Recorded};
@@ -155,6 +157,7 @@ scripts! {
     CANCEL = "cancel.lua";
     MARK = "mark.lua";
     RECHECK = "recheck.lua";
+    BACKFILL = "backfill.lua";
 }
 
 /// Where a wrapper writes its script's keys and arguments: the invocation, or in unit tests
