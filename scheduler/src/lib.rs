@@ -5,7 +5,7 @@
 //!
 //! [`run`] wires the parts together; the binary only parses flags and calls it.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use dotjob_shared::{Redis, Store};
@@ -62,10 +62,28 @@ pub async fn run_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_until(opts, api_opts, listener, shutdown, std::future::pending()).await
+}
+
+/// [`run_with`], and `force` resolving (a second Ctrl-C / SIGTERM: see
+/// [`dotjob_worker::telemetry::Signals`]) stops at once: the embedded worker hands every
+/// unfinished run back now instead of at the end of its grace period, and open API
+/// connections (a log being followed) are no longer waited for. The leases are still
+/// released. `force` resolving first stops as `shutdown` would, then forced.
+pub async fn run_until(
+    opts: Options,
+    api_opts: ApiOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     api_opts
         .check(listener.local_addr()?)
         .map_err(anyhow::Error::msg)?;
+    // `stop`: the first signal (graceful); `forced`: the second (now). Cancelled by the two
+    // signal tasks below, read by every part.
     let stop = CancellationToken::new();
+    let forced = CancellationToken::new();
     let leases = Arc::new(lease::Leases::new(
         opts.redis.clone(),
         dotjob_shared::process_id(),
@@ -85,10 +103,10 @@ pub async fn run_with(
             let builder =
                 dotjob_worker::Worker::builder(opts.redis.clone(), group).settings(settings);
             let worker = dotjob_worker::stock::register(builder, &stock)?.build()?;
-            let stop = stop.clone();
-            Some(tokio::spawn(
-                worker.run(async move { stop.cancelled().await }),
-            ))
+            Some(tokio::spawn(worker.run_until(
+                stop.clone().cancelled_owned(),
+                forced.clone().cancelled_owned(),
+            )))
         }
         None => None,
     };
@@ -101,12 +119,23 @@ pub async fn run_with(
             stop.cancel();
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown({
-            let stop = stop.clone();
-            async move { stop.cancelled().await }
-        })
-        .await?;
+    tokio::spawn({
+        let (stop, forced) = (stop.clone(), forced.clone());
+        async move {
+            force.await;
+            stop.cancel();
+            forced.cancel();
+        }
+    });
+    let serve = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .into_future();
+    tokio::select! {
+        r = serve => r?,
+        () = forced.cancelled() => {
+            info!("second signal: not waiting for open API connections");
+        }
+    }
     let _ = engine_task.await;
     if let Some(w) = worker_task {
         w.await??;

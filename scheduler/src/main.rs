@@ -1,6 +1,7 @@
 //! `dotjob-scheduler`: parses flags, starts a private Redis if asked to, refuses a Redis
 //! whose `maxmemory-policy` may evict keys (exit code 2 unless `DOTJOB_ALLOW_EVICTION`; at
-//! start and after a reconnect), and calls [`dotjob_scheduler::run`].
+//! start and after a reconnect), and calls [`dotjob_scheduler::run_until`]: the first
+//! SIGTERM / Ctrl-C stops gracefully, a second stops now.
 
 use std::process::ExitCode;
 
@@ -114,8 +115,11 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
         dotjob_shared::config::redacted_url(&cfg.url)
     ));
     let watch = eviction::watch(opts.redis.clone(), allow);
+    let signals = telemetry::Signals::listen();
+    let run =
+        dotjob_scheduler::run_until(opts, api_opts, listener, signals.first(), signals.second());
     tokio::select! {
-        r = dotjob_scheduler::run_with(opts, api_opts, listener, telemetry::shutdown_signal()) => {
+        r = run => {
             r.map(|()| Started::Ran)
         }
         line = watch => Ok(Started::Refused(line)),
