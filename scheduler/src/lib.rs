@@ -93,6 +93,7 @@ pub async fn run_until(
     let state = api::AppState {
         store: Store::new(opts.redis.clone()),
         engine: engine.clone(),
+        stopping: stop.clone(),
     };
     let engine_task = tokio::spawn({
         let stop = stop.clone();

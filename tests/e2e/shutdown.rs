@@ -87,8 +87,21 @@ async fn a_second_sigterm_to_the_scheduler_hands_its_embedded_runs_back_at_once(
     })
     .await;
     assert!(replicas(&url).await.contains(&holder), "{holder}");
+    // Someone follows the run's log: the stream must not hold the graceful stop open.
+    let follow = reqwest::get(format!("{base}/api/v1/runs/{run}/logs?follow=true"))
+        .await
+        .expect("follow");
+    assert_eq!(follow.status(), 200);
 
     first_signal(&mut a).await;
+    let events = tokio::time::timeout(Duration::from_secs(10), follow.text())
+        .await
+        .expect("the followed log ended at the first signal")
+        .expect("the followed log");
+    assert!(
+        events.contains("event: end") && events.contains(r#""complete":false"#),
+        "{events}"
+    );
     second_signal(&mut a);
     let r = stored_run(&url, &run).await;
     assert_eq!(r["status"], "queued", "{r}");

@@ -25,6 +25,7 @@ use dotjob_shared::model::run::{Run, RunStatus};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
@@ -82,7 +83,7 @@ fn is_complete(run: &Run) -> bool {
 /// The event stream sends `event: line` with `data: {"n": <line index>, "line": "…"}`
 /// and `id: <n + 1>` per line, then `event: end` with
 /// `data: {"status": "…", "next": N, "complete": true}` when the run is final (or
-/// `complete: false` after an hour), then closes. `event: error` with
+/// `complete: false` after an hour or when the server shuts down: reconnect), then closes. `event: error` with
 /// `data: {"code", "message"}` ends it early (e.g. the run was deleted). A reconnecting
 /// client's `Last-Event-ID` takes precedence over `from`.
 #[utoipa::path(get, path = "/runs/{id}/logs", operation_id = "run_logs", tag = "runs",
@@ -128,7 +129,7 @@ pub async fn logs(
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|n| *n <= FROM_MAX);
         let from = resume.or(q.from).unwrap_or(0);
-        let stream = follow(s.store.clone(), id, from, permit);
+        let stream = follow(s.store.clone(), id, from, permit, s.stopping.clone());
         return Ok(Sse::new(stream)
             .keep_alive(KeepAlive::default())
             .into_response());
@@ -163,6 +164,8 @@ struct Follower {
     first: bool,
     errors: u32,
     started: Instant,
+    /// The server is shutting down: end the stream (`complete: false`).
+    stopping: CancellationToken,
     /// This stream's place under the follow bounds, freed when the stream is dropped.
     _permit: FollowPermit,
 }
@@ -193,7 +196,7 @@ impl Follower {
             );
         }
         let complete = is_complete(&run);
-        if complete || self.started.elapsed() >= FOLLOW_MAX {
+        if complete || self.started.elapsed() >= FOLLOW_MAX || self.stopping.is_cancelled() {
             self.queue.push_back(
                 Event::default().event("end").data(
                     json!({ "status": run.status, "next": self.next, "complete": complete })
@@ -228,6 +231,7 @@ fn follow(
     run_id: String,
     from: usize,
     permit: FollowPermit,
+    stopping: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let state = Follower {
         store,
@@ -238,6 +242,7 @@ fn follow(
         first: true,
         errors: 0,
         started: Instant::now(),
+        stopping,
         _permit: permit,
     };
     futures::stream::unfold(state, |mut f| async move {
@@ -249,7 +254,10 @@ fn follow(
                 return None;
             }
             if !f.first {
-                tokio::time::sleep(FOLLOW_POLL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(FOLLOW_POLL) => {}
+                    () = f.stopping.cancelled() => {}
+                }
             }
             f.first = false;
             f.poll().await;

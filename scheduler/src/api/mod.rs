@@ -18,6 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use dotjob_shared::Store;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -56,6 +57,9 @@ pub struct AppState {
     pub store: Store,
     /// The local scheduling engine (woken after job writes).
     pub engine: Arc<Engine>,
+    /// Cancelled when the server starts shutting down: open log-follow streams end then
+    /// (`complete: false`), so they do not hold a graceful stop open.
+    pub stopping: CancellationToken,
 }
 
 /// Logs each 5xx once, with its internal cause.

@@ -32,6 +32,7 @@ pub(super) fn state() -> AppState {
     AppState {
         store: dotjob_shared::Store::new(redis.clone()),
         engine: Engine::new(redis, leases, EngineSettings::default()),
+        stopping: tokio_util::sync::CancellationToken::new(),
     }
 }
 
