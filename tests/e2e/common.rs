@@ -134,3 +134,60 @@ pub async fn settled_runs(api: &Api, job: &str, timeout: Duration) -> Vec<Value>
     })
     .await
 }
+
+/// Creates a stock `shell` job named `name` in `group` running `command`, with the fields of
+/// `extra` added; returns its id.
+pub async fn shell_job(api: &Api, group: &str, name: &str, command: Value, extra: Value) -> String {
+    let mut j = json!({"name": name, "group": group, "handler": "shell",
+        "params": {"command": command}});
+    if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    api.create_job(&j).await["id"]
+        .as_str()
+        .expect("job id")
+        .to_owned()
+}
+
+/// The jobs of a known set of outcomes in `group` (the metrics tests count their runs).
+pub struct KnownJobs {
+    /// `true`: succeeds.
+    pub ok: String,
+    /// `false`, one attempt: fails.
+    pub fail: String,
+    /// `false`, two attempts 100 ms apart: retried, then dead.
+    pub dead: String,
+    /// `sleep 5` with a 300 ms timeout, one attempt: timed out.
+    pub slow: String,
+}
+
+/// Creates the [`KnownJobs`] of `group` (its workers must allow `true`, `false`, `sleep`).
+pub async fn known_jobs(api: &Api, group: &str) -> KnownJobs {
+    KnownJobs {
+        ok: shell_job(api, group, "ok", json!(["true"]), json!({})).await,
+        fail: shell_job(
+            api,
+            group,
+            "fail",
+            json!(["false"]),
+            json!({"max_attempts": 1}),
+        )
+        .await,
+        dead: shell_job(
+            api,
+            group,
+            "dead",
+            json!(["false"]),
+            json!({"max_attempts": 2, "backoff": {"base_ms": 100, "max_ms": 200}}),
+        )
+        .await,
+        slow: shell_job(
+            api,
+            group,
+            "slow",
+            json!(["sleep", "5"]),
+            json!({"timeout_ms": 300, "max_attempts": 1}),
+        )
+        .await,
+    }
+}

@@ -729,28 +729,12 @@ async fn every_dashboard_and_alert_query_is_exported() {
     let wbase = format!("http://{wlisten}");
 
     // Succeeded, failed, retried then dead, timed out.
-    let job = async |name: &str, cmd: Value, extra: Value| -> String {
-        let mut j =
-            json!({"name": name, "group": GROUP, "handler": "shell", "params": {"command": cmd}});
-        if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        api.create_job(&j).await["id"].as_str().unwrap().to_owned()
-    };
-    let ok = job("ok", json!(["true"]), json!({})).await;
-    let fail = job("fail", json!(["false"]), json!({"max_attempts": 1})).await;
-    let dead = job(
-        "dead",
-        json!(["false"]),
-        json!({"max_attempts": 2, "backoff": {"base_ms": 100, "max_ms": 200}}),
-    )
-    .await;
-    let slow = job(
-        "slow",
-        json!(["sleep", "5"]),
-        json!({"timeout_ms": 300, "max_attempts": 1}),
-    )
-    .await;
+    let crate::common::KnownJobs {
+        ok,
+        fail,
+        dead,
+        slow,
+    } = crate::common::known_jobs(&api, GROUP).await;
     let mut runs = vec![];
     for id in [&ok, &fail, &dead, &slow] {
         runs.push(api.trigger(id, None).await);
@@ -787,7 +771,14 @@ async fn every_dashboard_and_alert_query_is_exported() {
     .await;
 
     // Scheduled ticks, then a stolen lease: the next fire call is fenced and the lease lost.
-    job("tick", json!(["true"]), json!({"schedule": "@every 1s"})).await;
+    crate::common::shell_job(
+        &api,
+        GROUP,
+        "tick",
+        json!(["true"]),
+        json!({"schedule": "@every 1s"}),
+    )
+    .await;
     wait_for("a scheduled tick", Duration::from_secs(15), || {
         let base = base.clone();
         async move {

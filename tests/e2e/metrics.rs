@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dotjob_tests::{Api, Proc, free_port, shared_redis, spawn_scheduler, unique_prefix, wait_for};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The sample of `name` whose labels include every pair of `labels`.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -65,30 +65,16 @@ async fn scheduler_and_worker_metrics_count_known_runs() {
     let _w = Proc::spawn("dotjob-worker", &["--group", "mx"], &env);
     let wbase = format!("http://{wlisten}");
 
-    let job = async |name: &str, cmd: Value, extra: Value| -> String {
-        let mut j =
-            json!({"name": name, "group": "mx", "handler": "shell", "params": {"command": cmd}});
-        if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        api.create_job(&j).await["id"].as_str().unwrap().to_owned()
-    };
-    let ok = job("ok", json!(["true"]), json!({})).await;
-    let fail = job("fail", json!(["false"]), json!({"max_attempts": 1})).await;
-    let dead = job(
-        "dead",
-        json!(["false"]),
-        json!({"max_attempts": 2, "backoff": {"base_ms": 100, "max_ms": 200}}),
-    )
-    .await;
-    let slow = job(
-        "slow",
-        json!(["sleep", "5"]),
-        json!({"timeout_ms": 300, "max_attempts": 1}),
-    )
-    .await;
+    let crate::common::KnownJobs {
+        ok,
+        fail,
+        dead,
+        slow,
+    } = crate::common::known_jobs(&api, "mx").await;
     let at = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let once = job(
+    let once = crate::common::shell_job(
+        &api,
+        "mx",
         "once",
         json!(["true"]),
         json!({"schedule": format!("@once {}", at.format("%Y-%m-%dT%H:%M:%SZ"))}),
