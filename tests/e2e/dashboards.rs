@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::common::{sample, scrape};
 use dotjob_shared::keys::CONSUMER_GROUP;
 use dotjob_tests::{Api, Proc, RedisServer, raw_conn, redis_handle, spawn_scheduler, wait_for};
 use serde_json::{Value, json};
@@ -72,29 +73,6 @@ fn split_label_pairs(s: &str) -> Vec<&str> {
         out.push(&s[start..]);
     }
     out
-}
-
-async fn scrape(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
-/// The sample value of `name` with every pair of `labels`, from one scrape.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let (series, v) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-        (n == name
-            && labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-        .then(|| v.parse().ok())
-        .flatten()
-    })
 }
 
 // ------------------------------------------------------------------------ PromQL, enough of it
@@ -764,7 +742,7 @@ async fn every_dashboard_and_alert_query_is_exported() {
             let wbase = wbase.clone();
             async move {
                 let t = scrape(&wbase).await;
-                value(&t, "dotjob_runs_lost_total", &[("group", GROUP)]).filter(|&n| n >= 1.0)
+                sample(&t, "dotjob_runs_lost_total", &[("group", GROUP)]).filter(|&n| n >= 1.0)
             }
         },
     )
@@ -783,7 +761,7 @@ async fn every_dashboard_and_alert_query_is_exported() {
         let base = base.clone();
         async move {
             let t = scrape(&base).await;
-            value(
+            sample(
                 &t,
                 "dotjob_ticks_fired_total",
                 &[("group", GROUP), ("kind", "schedule")],
@@ -796,7 +774,7 @@ async fn every_dashboard_and_alert_query_is_exported() {
         let base = base.clone();
         async move {
             let t = scrape(&base).await;
-            (value(&t, "dotjob_lease_held", &[("group", GROUP)]) == Some(1.0)).then_some(())
+            (sample(&t, "dotjob_lease_held", &[("group", GROUP)]) == Some(1.0)).then_some(())
         }
     };
     let mut fenced = None;
@@ -817,8 +795,8 @@ async fn every_dashboard_and_alert_query_is_exported() {
             .unwrap();
         let check = async || {
             let t = scrape(&base).await;
-            value(&t, "dotjob_fire_fenced_total", &[("group", GROUP)])
-                .and(value(
+            sample(&t, "dotjob_fire_fenced_total", &[("group", GROUP)])
+                .and(sample(
                     &t,
                     "dotjob_lease_changes_total",
                     &[("group", GROUP), ("change", "lost")],
@@ -853,9 +831,9 @@ async fn every_dashboard_and_alert_query_is_exported() {
             let (base, wbase) = (base.clone(), wbase.clone());
             async move {
                 let (s, w) = (scrape(&base).await, scrape(&wbase).await);
-                (value(&s, "dotjob_redis_reconnects_total", &[]).is_some()
-                    && value(&w, "dotjob_redis_reconnects_total", &[]).is_some()
-                    && value(&s, "dotjob_schedule_pass_errors_total", &[("group", GROUP)])
+                (sample(&s, "dotjob_redis_reconnects_total", &[]).is_some()
+                    && sample(&w, "dotjob_redis_reconnects_total", &[]).is_some()
+                    && sample(&s, "dotjob_schedule_pass_errors_total", &[("group", GROUP)])
                         .is_some())
                 .then_some(())
             }
@@ -867,15 +845,15 @@ async fn every_dashboard_and_alert_query_is_exported() {
         let base = base.clone();
         async move {
             let t = scrape(&base).await;
-            (value(&t, "dotjob_lease_held", &[("group", GROUP)]) == Some(1.0)
-                && value(&t, "dotjob_stream_lag", &[("group", GROUP)]).is_some()
-                && value(
+            (sample(&t, "dotjob_lease_held", &[("group", GROUP)]) == Some(1.0)
+                && sample(&t, "dotjob_stream_lag", &[("group", GROUP)]).is_some()
+                && sample(
                     &t,
                     "dotjob_executors",
                     &[("group", GROUP), ("state", "live")],
                 )
                 .is_some()
-                && value(
+                && sample(
                     &t,
                     "dotjob_stream_oldest_pending_age_seconds",
                     &[("group", GROUP)],

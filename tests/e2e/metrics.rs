@@ -3,22 +3,9 @@
 
 use std::time::Duration;
 
+use crate::common::{sample, scrape};
 use dotjob_tests::{Api, Proc, free_port, shared_redis, spawn_scheduler, unique_prefix, wait_for};
 use serde_json::json;
-
-/// The sample of `name` whose labels include every pair of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-        (n == name
-            && labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-        .then(|| value.parse().ok())
-        .flatten()
-    })
-}
 
 /// Every `# TYPE` family of `text` has a `# HELP` line; returns the families.
 fn families_with_help(text: &str) -> Vec<String> {
@@ -36,15 +23,6 @@ fn families_with_help(text: &str) -> Vec<String> {
         );
     }
     typed
-}
-
-async fn scrape(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics text")
 }
 
 #[tokio::test]
