@@ -177,14 +177,9 @@ async fn a_full_redis_answers_503_and_every_tick_fires_once_after() {
     config_set(&url, "maxmemory", &(used / 2).to_string()).await;
     let full_at = redis_now(&url).await;
 
-    let a = api
-        .call(
-            "POST",
-            "/jobs",
-            Some(&json!({"name": "new", "group": "oom", "handler": "noop"})),
-        )
-        .await
-        .unwrap();
+    // The same job write, refused while Redis is full and accepted once it is not.
+    let new_job = json!({"name": "new", "group": "oom", "handler": "noop"});
+    let a = api.call("POST", "/jobs", Some(&new_job)).await.unwrap();
     assert_eq!(a.status, 503, "{:?}", a.body);
     assert_eq!(a.body["error"]["code"], "unavailable", "{:?}", a.body);
     let msg = a.body["error"]["message"].as_str().unwrap();
@@ -244,14 +239,7 @@ async fn a_full_redis_answers_503_and_every_tick_fires_once_after() {
         (readyz().await.0 == 200).then_some(())
     })
     .await;
-    let a = api
-        .call(
-            "POST",
-            "/jobs",
-            Some(&json!({"name": "new", "group": "oom", "handler": "noop"})),
-        )
-        .await
-        .unwrap();
+    let a = api.call("POST", "/jobs", Some(&new_job)).await.unwrap();
     assert_eq!(a.status, 201, "{:?}", a.body);
     let runs = wait_for(
         "the missed ticks to fire",
