@@ -36,6 +36,8 @@ mod jobs;
 mod lease;
 mod reap;
 mod recheck;
+#[cfg(test)]
+mod redis_tests;
 mod start;
 mod touch;
 mod trigger;
