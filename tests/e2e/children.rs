@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use dotjob_tests::{Api, InProcess, Proc, delete_prefix, shared_redis, unique_prefix, wait_for};
+use dotjob_shared::Keys;
+use dotjob_tests::{
+    Api, InProcess, Proc, delete_prefix, raw_conn, shared_redis, unique_prefix, wait_for,
+};
 use serde_json::json;
 
 use crate::common::TestWorker;
@@ -14,9 +17,17 @@ use crate::common::TestWorker;
 async fn a_parent_run_again_after_a_kill_fires_its_child_once() {
     let url = shared_redis();
     let prefix = unique_prefix("child-once");
-    let sched = InProcess::start(&url, &prefix).await;
+    // No housekeeping during the test: the child group's stream keeps every entry ever
+    // enqueued, so its length counts the child's enqueues.
+    let engine = dotjob_scheduler::EngineSettings {
+        housekeeping: Duration::from_secs(3_600),
+        ..Default::default()
+    };
+    let sched = InProcess::start_full(&url, &prefix, None, engine).await;
     let api = Api::new(&sched.base);
     let _kids = TestWorker::start(&url, &prefix, "kids");
+    let kids_stream = Keys::new(prefix.as_str()).stream("kids");
+    let mut c = raw_conn(&url).await;
     let child = api
         .create_job(&json!({"name": "child", "group": "kids", "handler": "noop"}))
         .await;
@@ -75,6 +86,18 @@ async fn a_parent_run_again_after_a_kill_fires_its_child_once() {
     let r = api.wait_run_final(&run, Duration::from_secs(60)).await;
     assert_eq!(r["status"], "succeeded", "{r}");
     assert_eq!(r["attempt"], 2, "the parent did not run again: {r}");
+    let kid = api
+        .wait_run_final(fired[0]["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(kid["status"], "succeeded", "{kid}");
+    let runs = api.runs(&child_id).await;
+    assert_eq!(runs.len(), 1, "the child ran more than once: {runs:?}");
+    let enqueued: u64 = redis::cmd("XLEN")
+        .arg(&kids_stream)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(enqueued, 1, "the child was enqueued {enqueued} times");
     let log = api
         .call("GET", &format!("/runs/{run}/logs"), None)
         .await
@@ -82,12 +105,6 @@ async fn a_parent_run_again_after_a_kill_fires_its_child_once() {
         .body
         .to_string();
     assert!(log.contains("was fired already"), "{log}");
-    let kid = api
-        .wait_run_final(fired[0]["id"].as_str().unwrap(), Duration::from_secs(30))
-        .await;
-    assert_eq!(kid["status"], "succeeded", "{kid}");
-    let runs = api.runs(&child_id).await;
-    assert_eq!(runs.len(), 1, "the child ran more than once: {runs:?}");
 
     // A new parent run is a new child run.
     let second = api.trigger(&parent_id, None).await;

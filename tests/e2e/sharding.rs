@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dotjob_tests::{
-    Api, InProcess, Spawned, delete_prefix, ms, redis_handle, shared_redis, unique_prefix, wait_for,
+    Api, InProcess, Spawned, delete_prefix, ms, now_ms, redis_handle, shared_redis, unique_prefix,
+    wait_for,
 };
 use dotjob_worker::{HandlerError, RunContext, Worker};
 use serde_json::{Value, json};
@@ -28,7 +29,8 @@ fn worker(url: &str, prefix: &str, group: &str) -> Spawned {
             }
             let sleep = param.as_u64().unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(sleep)).await;
-            Ok(json!({"shard": k}))
+            // When the handler ended, on the host clock (the clock of the local Redis).
+            Ok(json!({"shard": k, "ended_ms": now_ms()}))
         })
         .reclaim_after(Duration::from_secs(2))
         .grace(Duration::from_secs(5))
@@ -277,11 +279,12 @@ async fn children_of_a_sharded_job_fire_once_per_tick_after_every_shard_succeede
         assert_eq!(kid["trigger"], "child", "{kid}");
         assert_eq!(kid["status"], "succeeded", "{kid}");
         // The child is fired once the last shard's handler succeeded (before that shard is
-        // recorded, so that a worker dying in between loses no child): its enqueue follows
-        // the end of every shard's handler (`started_at` + `duration_ms`).
+        // recorded, so that a worker dying in between loses no child): its enqueue (the
+        // stream entry's instant, Redis clock) follows the end of every shard's handler (as
+        // each reported it, on the same host's clock).
         let last_shard_end = shards
             .iter()
-            .map(|r| ms(&r["started_at"]) + r["duration_ms"].as_i64().unwrap())
+            .map(|r| r["result"]["ended_ms"].as_i64().unwrap())
             .max()
             .unwrap();
         assert!(
