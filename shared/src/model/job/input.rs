@@ -105,7 +105,9 @@ pub struct JobInput {
     pub concurrency: Option<ConcurrencyPolicy>,
     /// Routing.
     pub routing: Option<Routing>,
-    /// Jobs triggered when a run of this one succeeds; at most 32 job ids, any group.
+    /// Jobs triggered when a run of this one succeeds (a sharded job: once every shard of a
+    /// tick succeeded), once per run; at most 32 job ids, any group, leading back to this
+    /// job at no depth.
     pub children: Option<Vec<String>>,
     /// At most 2000 characters.
     #[serde(default)]
