@@ -24,7 +24,7 @@ async fn trigger(base: &str, job: &str, header: Option<&str>, body: Option<Value
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-const WINDOW: Duration = Duration::from_secs(2);
+const WINDOW: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn the_same_key_gives_one_run_until_the_window_ends() {
