@@ -145,6 +145,11 @@ pub struct TriggerArgs {
     /// Params for this run instead of the job's (JSON).
     #[arg(long)]
     pub params: Option<String>,
+    /// Idempotency key (1-200 characters): running the same command again with the same
+    /// key within the server's window (default 24 h) answers the first run and enqueues
+    /// nothing, so a retry after a timeout is safe.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
     /// Wait until the run (every shard of it) is final; exit 0 only if it succeeded.
     #[arg(long)]
     pub wait: bool,

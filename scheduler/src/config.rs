@@ -12,6 +12,7 @@ use dotjob_worker::config::WorkerArgs;
 
 use crate::api::ApiOptions;
 use crate::api::auth::Secret;
+use crate::api::idempotency::IdempotencyWindow;
 
 /// Fires due jobs into Redis streams and serves the admin API and console.
 #[derive(Parser, Debug, Clone)]
@@ -51,6 +52,9 @@ pub struct Cli {
     pub embedded_worker: String,
     #[command(flatten)]
     pub worker: WorkerArgs,
+    /// How long a trigger's idempotency key answers its first run (1s to 30days).
+    #[arg(long, env = "DOTJOB_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_window: Duration,
     /// Runs kept per job.
     #[arg(long, env = "DOTJOB_RUNS_KEEP", default_value_t = 1_000)]
     pub runs_keep: u64,
@@ -113,7 +117,9 @@ impl Cli {
                 follow_max: self.follow_max,
                 follow_max_per_token: self.follow_max_per_token,
             },
+            idempotency_window: IdempotencyWindow(self.idempotency_window),
         };
+        opts.idempotency_window.check()?;
         opts.check(self.listen)?;
         Ok(opts)
     }

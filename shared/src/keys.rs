@@ -53,9 +53,16 @@ pub mod suffix {
     /// String: set (to the Redis time, ms) once `group-runs` was backfilled from the job
     /// run indexes, for runs recorded before `group-runs` existed (`backfill.lua`).
     pub const BACKFILLED: &str = "backfilled";
+    /// String: run id answered to a trigger's idempotency key
+    /// (`idem:<job id>:<key>`, expires after the idempotency window; `trigger.lua`).
+    pub const IDEM: &str = "idem:";
+    /// Set: indexes of the shards of one tick that succeeded (`shards-ok:<base run id>`),
+    /// for a sharded job with children: the shard completing it fires them
+    /// (`shard_done.lua`; expires a week after its last change).
+    pub const SHARDS_OK: &str = "shards-ok:";
 
     /// Every suffix with its Lua name (`K_<name>`).
-    pub const ALL: [(&str, &str); 19] = [
+    pub const ALL: [(&str, &str); 21] = [
         ("JOB", JOB),
         ("JOBS", JOBS),
         ("SCHEDULE", SCHEDULE),
@@ -75,6 +82,8 @@ pub mod suffix {
         ("INFLIGHT", INFLIGHT),
         ("SEQ", SEQ),
         ("BACKFILLED", BACKFILLED),
+        ("IDEM", IDEM),
+        ("SHARDS_OK", SHARDS_OK),
     ];
 }
 
@@ -256,6 +265,16 @@ impl Keys {
     /// Marker: the group's run index was backfilled from its job run indexes.
     pub fn backfilled(&self, group: &str) -> String {
         self.g(group, suffix::BACKFILLED)
+    }
+
+    /// The run id a trigger of `job_id` with idempotency key `key` answered.
+    pub fn idempotency(&self, group: &str, job_id: &str, key: &str) -> String {
+        self.g(group, &format!("{}{job_id}:{key}", suffix::IDEM))
+    }
+
+    /// The succeeded shards of a sharded tick (`base_run`: the run id without `-s<k>`).
+    pub fn shards_ok(&self, group: &str, base_run: &str) -> String {
+        self.g(group, &format!("{}{base_run}", suffix::SHARDS_OK))
     }
 }
 

@@ -84,17 +84,6 @@ async fn invalid_jobs_are_refused_with_the_field_named_and_nothing_written() {
             "routing.mode",
             with("routing", json!({"mode": "broadcast"})),
         ),
-        (
-            "concurrency",
-            with("routing", json!({"mode": "sharded", "shards": 2}))
-                .as_object()
-                .map(|o| {
-                    let mut o = o.clone();
-                    o.insert("concurrency".into(), json!("forbid"));
-                    Value::Object(o)
-                })
-                .unwrap(),
-        ),
         ("labels", with("labels", json!(["not", "a", "map"]))),
         ("children", with("children", json!(["not a job id"]))),
         ("surprise", with("surprise", json!(true))),

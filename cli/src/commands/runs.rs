@@ -38,14 +38,16 @@ fn shard_ids(first: &Value) -> Vec<String> {
 /// `dotjob trigger`.
 pub async fn trigger(client: &Client, fmt: Format, args: TriggerArgs) -> Result<Exit> {
     let id = resolve(client, &args.job).await?;
-    let body = match &args.params {
-        Some(p) => {
-            let params: Value = serde_json::from_str(p)
-                .map_err(|e| Failure::usage(format!("--params is not JSON: {e}")))?;
-            Some(json!({ "params": params }))
-        }
-        None => None,
-    };
+    let mut body = serde_json::Map::new();
+    if let Some(p) = &args.params {
+        let params: Value = serde_json::from_str(p)
+            .map_err(|e| Failure::usage(format!("--params is not JSON: {e}")))?;
+        body.insert("params".to_owned(), params);
+    }
+    if let Some(k) = &args.idempotency_key {
+        body.insert("idempotency_key".to_owned(), json!(k));
+    }
+    let body = (!body.is_empty()).then_some(Value::Object(body));
     let answer = client
         .post(&["jobs", &id, "trigger"], body.as_ref())
         .await?;
@@ -56,6 +58,9 @@ pub async fn trigger(client: &Client, fmt: Format, args: TriggerArgs) -> Result<
     if !args.wait {
         match fmt {
             Format::Json => output::print_json(&answer),
+            Format::Table if answer["replayed"] == true => {
+                outln!("run {run_id} was queued already by a trigger with this idempotency key");
+            }
             Format::Table => outln!("run {run_id} queued"),
         }
         return Ok(Exit::Ok);

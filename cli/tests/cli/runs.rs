@@ -266,3 +266,34 @@ async fn logs_of_one_attempt() {
     }
     setup.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_with_an_idempotency_key_enqueues_once() {
+    let setup = Setup::start("cli-idem").await;
+    let id = create(&setup, "once", "ok").await;
+    let args = [
+        "trigger",
+        "w/once",
+        "--idempotency-key",
+        "deploy-42",
+        "-o",
+        "json",
+    ];
+    let first = setup.dotjob(&args).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    let again = setup.dotjob(&args).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(first.json()["run_id"], again.json()["run_id"], "{again:?}");
+    assert_eq!(again.json()["replayed"], true, "{again:?}");
+    assert!(first.json().get("replayed").is_none(), "{first:?}");
+    let table = setup
+        .dotjob(&["trigger", "w/once", "--idempotency-key", "deploy-42"])
+        .await;
+    assert!(table.stdout.contains("queued already"), "{table:?}");
+    assert_eq!(
+        setup.api.runs(&id).await.len(),
+        1,
+        "a repeated key enqueued again"
+    );
+    setup.finish().await;
+}

@@ -6,9 +6,10 @@
 //! after it answered, with when (the entry id, on the Redis clock), which token (its
 //! name), the action (the operation id), the targets (job, run, group, executor, dead
 //! letter), the HTTP status and outcome, and the job's version before and after where a
-//! job is involved. Requests refused before reaching the operation (no token, an unknown
-//! token: 401; a read token: 403) are not writes and are not recorded (the 403 is logged
-//! with the token's name), so no one without an admin token can push entries out of the
+//! job is involved (a trigger answered by its idempotency key is recorded too, with
+//! `replayed: true`: nothing was enqueued). Requests refused before reaching the operation
+//! (no token, an unknown token: 401; a read token: 403) are not writes and are not recorded
+//! (the 403 is logged with the token's name), so no one without an admin token can push entries out of the
 //! bounded trail. Entries go to the stream `<prefix>:audit` (`XADD MAXLEN ~`), readable with
 //! `redis-cli XREVRANGE dotjob:audit + - COUNT 10` and through `GET /audit` (admin only:
 //! the trail shows who holds which token and what they did).
@@ -65,6 +66,8 @@ struct Targets {
     version_before: Option<u64>,
     version_after: Option<u64>,
     error: Option<String>,
+    /// A trigger answered by its idempotency key: nothing was enqueued.
+    replayed: bool,
 }
 
 impl Targets {
@@ -93,6 +96,7 @@ impl Targets {
                 self.job = self.job.take().or_else(|| s("id"));
             }
             self.run = self.run.take().or_else(|| s("run_id"));
+            self.replayed = body.get("replayed").and_then(Value::as_bool) == Some(true);
             self.job = self.job.take().or_else(|| s("job_id"));
             self.group = self.group.take().or_else(|| s("group"));
             let is_job = self.job.is_some() && s("id") == self.job;
@@ -212,6 +216,9 @@ impl Auditor {
                 fields.push((k, v.to_string()));
             }
         }
+        if t.replayed {
+            fields.push(("replayed", "true".to_owned()));
+        }
         let key = self.store.redis().keys().audit();
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&key)
@@ -300,6 +307,10 @@ pub struct AuditEntry {
     /// Error code of a refused or failed write.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// A trigger answered by its idempotency key (`true`): recorded, but nothing was
+    /// enqueued.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
 }
 
 impl AuditEntry {
@@ -331,6 +342,7 @@ impl AuditEntry {
             version_before: take("version_before").and_then(|s| s.parse().ok()),
             version_after: take("version_after").and_then(|s| s.parse().ok()),
             error: take("error"),
+            replayed: take("replayed").as_deref() == Some("true"),
             id,
         }
     }
@@ -493,9 +505,16 @@ mod tests {
             &serde_json::json!({"run_id": "01abc-m1-1", "job_id": "01abc"}),
         );
         assert_eq!(
-            (t.run.as_deref(), t.version_after),
-            (Some("01abc-m1-1"), Some(4))
+            (t.run.as_deref(), t.version_after, t.replayed),
+            (Some("01abc-m1-1"), Some(4), false)
         );
+        let mut t = Targets::default();
+        t.complete(
+            "trigger_job",
+            StatusCode::ACCEPTED,
+            &serde_json::json!({"run_id": "01abc-m1-1", "job_id": "01abc", "replayed": true}),
+        );
+        assert!(t.replayed, "a replayed trigger is not marked");
 
         let mut t = Targets {
             job: Some("01abc".into()),

@@ -4,10 +4,11 @@
 //! published) and then wakes or invalidates the local engine so the change takes effect
 //! without waiting for the next pass.
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use dotjob_shared::model::job::{JobInput, JobView, limits, valid_job_id};
+use dotjob_shared::scripts::Idempotency;
 use dotjob_shared::store::{JobFilter, PAGE_MAX, Page};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use super::idempotency::{self, IdempotencyWindow};
 use super::schema;
 use super::warnings::{self, JobWritten};
 
@@ -232,14 +234,25 @@ pub struct TriggerBody {
     /// Replaces the job's params for this run (any JSON, at most 64 KiB).
     #[schema(example = json!({"customer": 42}))]
     params: Option<Value>,
+    /// Idempotency key (1-200 characters; or the `Idempotency-Key` header, which must then
+    /// be equal): a repeat with the same key for this job within the window
+    /// (`DOTJOB_IDEMPOTENCY_WINDOW`, default 24 h) answers the first run and enqueues
+    /// nothing.
+    #[schema(example = "order-4711-retry")]
+    idempotency_key: Option<String>,
 }
 
 /// Answer of a trigger.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Triggered {
-    /// The new run (`<job id>-m<ms>-<n>`).
+    /// The new run (`<job id>-m<ms>-<n>`; a sharded job's first shard run), or with
+    /// `replayed` the run the idempotency key answered first.
     run_id: String,
     job_id: String,
+    /// Present (`true`) when the idempotency key was seen within the window: nothing was
+    /// enqueued, `run_id` is the first trigger's run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
     /// What may delay the run (e.g. no live executor in the group); absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
@@ -247,29 +260,39 @@ pub struct Triggered {
 
 /// Run a job now, optionally with other params.
 #[utoipa::path(post, path = "/jobs/{id}/trigger", operation_id = "trigger_job", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, description = "Job id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Idempotency key (1-200 characters), like the body's `idempotency_key`: a repeat within the window answers the first run with `replayed: true` and enqueues nothing")),
     request_body(content = Option<TriggerBody>, description = "Optional; an empty body runs with the job's params"),
     responses(
-        (status = 202, description = "Queued", body = Triggered),
-        (status = 400, description = "Invalid params", body = schema::ErrorBody),
+        (status = 202, description = "Queued (or, with `replayed`, queued by the first trigger with this idempotency key)", body = Triggered),
+        (status = 400, description = "Invalid params or idempotency key", body = schema::ErrorBody),
         (status = 404, description = "No such job", body = schema::ErrorBody),
         (status = 409, description = "The job forbids overlapping runs and one is in flight", body = schema::ErrorBody),
     ),
     security(("admin_token" = [])))]
 pub async fn trigger(
     State(s): State<AppState>,
+    Extension(window): Extension<IdempotencyWindow>,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<TriggerBody>,
 ) -> Result<(StatusCode, Json<Triggered>), ApiError> {
     check_id(&id)?;
-    let run_id = s
+    let key = idempotency::key(&headers, body.idempotency_key.as_deref())?;
+    let idem = key.as_deref().map(|key| Idempotency {
+        key,
+        window_ms: window.ms(),
+    });
+    let t = s
         .store
-        .trigger(&id, body.params.as_ref(), "manual", None)
+        .trigger_idempotent(&id, body.params.as_ref(), idem)
         .await?;
     let group = s.store.view_job(&id).await.map(|v| v.spec.group);
     let warnings = match group {
         Ok(g) => {
-            crate::metrics::triggered(&g, "manual");
+            if !t.replayed {
+                crate::metrics::triggered(&g, "manual");
+            }
             warnings::for_trigger(&s.store, &g).await
         }
         Err(_) => Vec::new(),
@@ -277,8 +300,9 @@ pub async fn trigger(
     Ok((
         StatusCode::ACCEPTED,
         Json(Triggered {
-            run_id,
+            run_id: t.run_id,
             job_id: id,
+            replayed: t.replayed,
             warnings,
         }),
     ))

@@ -30,6 +30,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 mod groups;
+pub mod idempotency;
 mod jobs;
 pub mod limits;
 mod logs;
@@ -211,6 +212,7 @@ pub fn router_with(state: AppState, opts: &ApiOptions) -> Router {
         .route_layer(middleware::from_fn_with_state(guard.clone(), auth::require))
         .route_layer(middleware::from_fn_with_state(auditor, audit::record))
         .layer(axum::Extension(follow))
+        .layer(axum::Extension(opts.idempotency_window))
         .layer(axum::Extension(guard))
         .with_state(state)
         .layer(middleware::from_fn(crate::metrics::count_requests))

@@ -8,6 +8,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::Secret;
+use super::idempotency::IdempotencyWindow;
 use super::limits::SecurityOptions;
 use super::tokens::TokenRegistry;
 
@@ -23,6 +24,9 @@ pub struct ApiOptions {
     pub cors_origins: Vec<String>,
     /// Named tokens file, audit trail bound, log-follow bounds.
     pub security: SecurityOptions,
+    /// `DOTJOB_IDEMPOTENCY_WINDOW`: how long a trigger's idempotency key answers its first
+    /// run.
+    pub idempotency_window: IdempotencyWindow,
 }
 
 impl ApiOptions {

@@ -10,7 +10,10 @@
 --          "1" when the schedule is exhausted (the job then disables itself, like a fired
 --          @once) or "0", then "s" for a sharded job, whose ticks are followed by its shard
 --          count N and N shard parameters (JSON, "" for none): each tick becomes N runs
---          `<id>-<tick>-s<k>`.
+--          `<id>-<tick>-s<k>`. Overlap policies apply to a sharded tick as a whole: its
+--          in-flight marker is the base run `<id>-<tick>`, in flight while any shard is;
+--          `forbid` records every shard of a tick `skipped`, `replace` cancels every shard
+--          still active.
 -- A job is fired only if its schedule score still equals the expected one, its version is
 -- still the one given, and it is due on the
 -- Redis clock (within the allowed look-ahead); the score then moves to the next fire
@@ -92,7 +95,35 @@ while i <= #ARGV do
       if shards > 0 and not skipped then
         -- One run per shard; the first shard's index entry is the replay check.
         if redis.call('ZADD', index, 'NX', tick, run .. '-s0') == 1 then
-          for s = 0, shards - 1 do
+          -- Overlap policies apply to a tick as a whole: the one before (the marker names
+          -- its base run) is in flight while any of its shards is.
+          local n_fire, live = shards, {}
+          if policy ~= 'a' then
+            local current = fired_now[id] or redis.call('HGET', P .. K_INFLIGHT, id)
+            if current then live = active_shards(P, current, shards) end
+          end
+          if #live > 0 and policy == 'f' then
+            n_fire = 0
+            for s = 0, shards - 1 do
+              local srun = run .. '-s' .. s
+              indexed[#indexed + 1] = tick
+              indexed[#indexed + 1] = srun
+              record(rk .. '-s' .. s, version, 'skipped',
+                'forbid: run ' .. live[1] .. ' was still in flight')
+              redis.call('HSET', rk .. '-s' .. s, F_SHARD, s, F_SHARDS, shards)
+              if s > 0 then redis.call('ZADD', index, tick, srun) end
+            end
+          else
+            for _, r in ipairs(live) do
+              cancel_run(P, group, r, channel, 'replaced by run ' .. run, now)
+            end
+            if policy ~= 'a' then
+              fired_now[id] = run
+              inflight[#inflight + 1] = id
+              inflight[#inflight + 1] = run
+            end
+          end
+          for s = 0, n_fire - 1 do
             local srun = run .. '-s' .. s
             indexed[#indexed + 1] = tick
             indexed[#indexed + 1] = srun

@@ -20,6 +20,25 @@ local function run_active(P, run)
   return st == 'queued' or st == 'running' or ((st == 'failed' or st == 'timed_out') and f[2] ~= false)
 end
 
+-- The shards still active of a sharded job's in-flight marker `base` (a tick's or manual
+-- run's base id `<job>-<tick>`, which has no record of its own): `<base>-s<k>` for k below
+-- the shard count recorded on shard 0 (else `shards`). A marker written before the job was
+-- sharded names a run of its own, checked as such.
+local function active_shards(P, base, shards)
+  local rk = P .. K_RUN .. base
+  local n = redis.call('HGET', rk .. '-s0', F_SHARDS)
+  if not n and redis.call('EXISTS', rk) == 1 then
+    if run_active(P, base) then return {base} end
+    return {}
+  end
+  local live = {}
+  for k = 0, tonumber(n or shards) - 1 do
+    local r = base .. '-s' .. k
+    if run_active(P, r) then live[#live + 1] = r end
+  end
+  return live
+end
+
 -- Cancels a run. One that has not started is cancelled at once: its entry is deleted if no
 -- worker has read it yet, or acknowledged if it is waiting for a retry, and its job's
 -- in-flight marker is released if it holds it (a run id starts with its job id, which

@@ -3,8 +3,9 @@
 //!
 //! Run ids are derived from what caused the run, so a replay is recognisable:
 //! `<job id>-<tick ms>` for a scheduled tick, `<job id>-m<ms>-<n>` for a manual trigger,
-//! with `-s<k>` appended per shard. The job id comes first and contains no `-`, so a run id
-//! alone finds its job, and through the job index its group.
+//! `<job id>-c<parent run id>` for a child job fired by a parent's success (see
+//! [`child_run_id`]), with `-s<k>` appended per shard. The job id comes first and contains
+//! no `-`, so a run id alone finds its job, and through the job index its group.
 
 use std::collections::HashMap;
 
@@ -90,7 +91,8 @@ pub mod code {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     /// Run id, derived from its tick: `<job id>-<tick ms>` for a scheduled tick,
-    /// `<job id>-m<ms>-<n>` for a manual run, `-s<k>` appended per shard.
+    /// `<job id>-m<ms>-<n>` for a manual run, `<job id>-c<parent run id>` for a child job's
+    /// run, `-s<k>` appended per shard.
     pub id: String,
     /// Job it belongs to.
     pub job_id: String,
@@ -258,7 +260,8 @@ impl Run {
     }
 }
 
-/// What a run id says: `<job>-<tick ms>` (scheduled) or `<job>-m<ms>-<n>` (by hand).
+/// What a run id says: `<job>-<tick ms>` (scheduled), `<job>-m<ms>-<n>` (by hand) or
+/// `<job>-c<parent run id>` (a child job's run, see [`child_run_id`]).
 #[derive(Debug, PartialEq, Eq)]
 pub struct RunIdShape {
     /// The tick (scheduled) or trigger instant (by hand), in ms.
@@ -268,9 +271,15 @@ pub struct RunIdShape {
 }
 
 impl RunIdShape {
-    /// Reads a run id.
+    /// Reads a run id. A child run (`<job>-c<parent run id>`) has its parent's instant.
     pub fn of(run_id: &str) -> Self {
         let rest = run_id.split_once('-').map_or("", |(_, r)| r);
+        if let Some(parent) = rest.strip_prefix('c') {
+            return Self {
+                tick: Self::of(parent).tick,
+                manual: true,
+            };
+        }
         match rest.strip_prefix('m') {
             Some(m) => Self {
                 tick: m.split('-').next().and_then(|t| t.parse().ok()),
@@ -320,6 +329,26 @@ pub fn attempt_lines(lines: &[String], n: u32) -> Vec<String> {
     out
 }
 
+/// Longest child run id that spells its parent out (`<child>-c<parent run id>`); a longer
+/// one (a deep chain of children) names its parent by a hash instead.
+pub const CHILD_RUN_ID_MAX: usize = 160;
+
+/// The run id of the run of job `child` that the success of `parent_run` fires:
+/// `<child>-c<parent run id>`, or `<child>-ch<32 hex digits of the parent's SHA-256>` when
+/// that would be longer than [`CHILD_RUN_ID_MAX`]. Derived from the parent, so a parent run
+/// again (its worker died after firing the child, before the run was recorded) names the
+/// same child run, which `trigger.lua` enqueues only once.
+pub fn child_run_id(child: &str, parent_run: &str) -> String {
+    let id = format!("{child}-c{parent_run}");
+    if id.len() <= CHILD_RUN_ID_MAX {
+        return id;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(parent_run.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{child}-ch{hex}")
+}
+
 /// The job id part of a run id.
 pub fn job_of_run(run_id: &str) -> Option<&str> {
     let job = run_id.split('-').next()?;
@@ -336,6 +365,39 @@ mod tests {
         assert_eq!(job_of_run("01jabc-m1790000000000-4"), Some("01jabc"));
         assert_eq!(job_of_run("01jabc"), None);
         assert_eq!(job_of_run("../etc-1"), None);
+    }
+
+    #[test]
+    fn child_run_ids_derive_from_their_parent() {
+        assert_eq!(
+            child_run_id("02kid", "01abc-1790000000000"),
+            "02kid-c01abc-1790000000000"
+        );
+        assert_eq!(job_of_run("02kid-c01abc-1790000000000"), Some("02kid"));
+        // A child run has its parent's instant, through any depth, and counts as by hand.
+        let grandchild = child_run_id("03gk", &child_run_id("02kid", "01abc-m1790000000555-4"));
+        assert_eq!(grandchild, "03gk-c02kid-c01abc-m1790000000555-4");
+        assert_eq!(
+            RunIdShape::of(&grandchild),
+            RunIdShape {
+                tick: Some(1_790_000_000_555),
+                manual: true
+            }
+        );
+        assert_eq!(
+            RunIdShape::of("02kid-c01abc-1790000000000-s3").tick,
+            Some(1_790_000_000_000)
+        );
+        // A deep chain is named by a hash of its parent: bounded, and still the same each time.
+        let long_parent = format!("01abc-{}", "c01abc-".repeat(30));
+        let a = child_run_id("02kid", &long_parent);
+        assert_eq!(a, child_run_id("02kid", &long_parent));
+        assert!(
+            a.starts_with("02kid-ch") && a.len() == "02kid-ch".len() + 32,
+            "{a}"
+        );
+        assert_ne!(a, child_run_id("02kid", &format!("{long_parent}x")));
+        assert_eq!(RunIdShape::of(&a).tick, None);
     }
 
     #[test]

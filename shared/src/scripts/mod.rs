@@ -38,6 +38,7 @@ mod reap;
 mod recheck;
 #[cfg(test)]
 mod redis_tests;
+mod shard_done;
 mod start;
 mod touch;
 mod trigger;
@@ -54,9 +55,10 @@ pub use jobs::{DeleteJob, NextFire, SaveJob, SaveMode, SaveReply};
 pub use lease::{Lease, LeaseAction, LeaseReply};
 pub use reap::{Reap, ReapReply};
 pub use recheck::{Recheck, RecheckReply, RunCheck};
+pub use shard_done::{SHARDS_OK_KEEP_MS, ShardDone};
 pub use start::{MarkRunning, Start, StartReply, StartVerdict};
 pub use touch::{Touch, TouchReply};
-pub use trigger::{ShardSpan, Trigger, TriggerKind, TriggerReply};
+pub use trigger::{Idempotency, ShardSpan, Trigger, TriggerKind, TriggerReply};
 pub use trim::{TrimRuns, TrimRunsReply, TrimStream, TrimStreamReply};
 
 /// `DOTJOB_TEST_CLOCK_OFFSET_MS`: for tests only, shifts the Redis clock every script of this
@@ -160,6 +162,7 @@ scripts! {
     MARK = "mark.lua";
     RECHECK = "recheck.lua";
     BACKFILL = "backfill.lua";
+    SHARD_DONE = "shard_done.lua";
 }
 
 /// Where a wrapper writes its script's keys and arguments: the invocation, or in unit tests

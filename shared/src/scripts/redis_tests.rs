@@ -1,5 +1,5 @@
-//! `fire.lua` against a real Redis (`DOTJOB_TEST_REDIS_URL`, default the local one) under a
-//! key prefix of its own.
+//! `fire.lua` and `trigger.lua` against a real Redis (`DOTJOB_TEST_REDIS_URL`, default the
+//! local one) under a key prefix of its own.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use crate::conn::Redis;
 use crate::model::job::{ConcurrencyPolicy, JobInput};
 use crate::store::Store;
 
-use super::{Fire, FireJob, FireReply};
+use super::{Fire, FireJob, FireReply, Idempotency, Trigger, TriggerKind, TriggerReply};
 
 /// One unfenced fire call in group `g`, looking two days ahead.
 async fn call(redis: &Redis, jobs: &[FireJob<'_>]) -> FireReply {
@@ -26,18 +26,41 @@ async fn call(redis: &Redis, jobs: &[FireJob<'_>]) -> FireReply {
     .expect("fire")
 }
 
+/// One trigger call.
+async fn trigger(redis: &Redis, t: Trigger<'_>) -> TriggerReply {
+    let mut c = redis.conn().await.expect("conn");
+    t.call(&mut c, redis.keys()).await.expect("trigger")
+}
+
+/// A handle on the test Redis under a fresh prefix.
+fn test_redis(name: &str) -> Redis {
+    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    Redis::new(&RedisConfig {
+        url,
+        prefix: format!("t-{name}-{:08x}", rand::random::<u32>()),
+        timeout: Duration::from_secs(5),
+    })
+    .expect("redis handle")
+}
+
+/// Deletes every key of the handle's prefix.
+async fn cleanup(redis: &Redis) {
+    let mut c = redis.conn().await.expect("conn");
+    let all: Vec<String> = c
+        .keys(format!("{}*", redis.keys().prefix()))
+        .await
+        .expect("keys");
+    if !all.is_empty() {
+        let _: () = c.del(all).await.expect("cleanup");
+    }
+}
+
 /// A job saved between `due.lua` and `fire.lua` (same score, new version) is left for the
 /// next round instead of being fired with the version that was read (invariant 8).
 #[tokio::test]
 async fn a_job_saved_since_it_was_read_is_not_fired_with_the_old_version() {
-    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let redis = Redis::new(&RedisConfig {
-        url,
-        prefix: format!("t-fire-{:08x}", rand::random::<u32>()),
-        timeout: Duration::from_secs(5),
-    })
-    .expect("redis handle");
+    let redis = test_redis("fire");
     let store = Store::new(redis.clone());
     let keys = redis.keys().clone();
     let body = |n: u32| -> JobInput {
@@ -89,8 +112,150 @@ async fn a_job_saved_since_it_was_read_is_not_fired_with_the_old_version() {
         .expect("run version");
     assert_eq!(version, "2");
 
-    let all: Vec<String> = c.keys(format!("{}*", keys.prefix())).await.expect("keys");
-    if !all.is_empty() {
-        let _: () = c.del(all).await.expect("cleanup");
+    cleanup(&redis).await;
+}
+
+/// A given (derived) run id is enqueued once; an idempotency key answers its first run until
+/// its window ends. Neither replay writes anything.
+#[tokio::test]
+async fn derived_run_ids_and_idempotency_keys_enqueue_once() {
+    let redis = test_redis("trigger");
+    let store = Store::new(redis.clone());
+    let keys = redis.keys().clone();
+    let job: JobInput = serde_json::from_value(json!({"name": "j", "group": "g", "handler": "h"}))
+        .expect("job input");
+    let job = store.create_job(job).await.expect("create");
+    let mut c = redis.conn().await.expect("conn");
+    let child_run = format!("{}-c01parent-5", job.id);
+    let base = Trigger {
+        group: "g",
+        job_id: &job.id,
+        params: None,
+        kind: TriggerKind::Child,
+        parent_run: Some("01parent-5"),
+        count: 1,
+        shards: None,
+        run_id: Some(&child_run),
+        idempotency: None,
+    };
+    assert_eq!(
+        trigger(&redis, base.clone()).await,
+        TriggerReply::Enqueued(vec![child_run.clone()])
+    );
+    assert_eq!(
+        trigger(&redis, base.clone()).await,
+        TriggerReply::Replayed(child_run.clone())
+    );
+    let len: u64 = c.xlen(keys.stream("g")).await.expect("xlen");
+    assert_eq!(len, 1, "a derived run id was enqueued twice");
+    let parent: String = c
+        .hget(keys.run("g", &child_run), super::fields::run::PARENT_RUN)
+        .await
+        .expect("parent");
+    assert_eq!(parent, "01parent-5");
+
+    let keyed = Trigger {
+        kind: TriggerKind::Manual,
+        parent_run: None,
+        run_id: None,
+        idempotency: Some(Idempotency {
+            key: "retry-me",
+            window_ms: 300,
+        }),
+        ..base
+    };
+    let TriggerReply::Enqueued(first) = trigger(&redis, keyed.clone()).await else {
+        panic!("not enqueued")
+    };
+    assert_eq!(
+        trigger(&redis, keyed.clone()).await,
+        TriggerReply::Replayed(first[0].clone())
+    );
+    let len: u64 = c.xlen(keys.stream("g")).await.expect("xlen");
+    assert_eq!(len, 2, "a repeated idempotency key was enqueued");
+    let ttl: i64 = c
+        .pttl(keys.idempotency("g", &job.id, "retry-me"))
+        .await
+        .expect("pttl");
+    assert!(
+        ttl > 0 && ttl <= 300,
+        "the key does not expire with its window: {ttl}"
+    );
+    // After the window, the key enqueues again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ttl: i64 = c
+            .pttl(keys.idempotency("g", &job.id, "retry-me"))
+            .await
+            .expect("pttl");
+        if ttl == -2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let TriggerReply::Enqueued(again) = trigger(&redis, keyed).await else {
+        panic!("not enqueued after the window")
+    };
+    assert_ne!(again, first);
+    cleanup(&redis).await;
+}
+
+/// A sharded `forbid` job: the second tick of one call is skipped while the first tick's
+/// shards are queued (every shard recorded `skipped`), and a manual trigger is refused
+/// naming a shard in flight.
+#[tokio::test]
+async fn forbid_holds_a_sharded_tick_as_a_whole() {
+    let redis = test_redis("shard-forbid");
+    let store = Store::new(redis.clone());
+    let keys = redis.keys().clone();
+    let input: JobInput = serde_json::from_value(json!({"name": "j", "group": "g",
+        "handler": "h", "schedule": "0 0 3 * * *", "concurrency": "forbid",
+        "routing": {"mode": "sharded", "shards": 3}}))
+    .expect("job input");
+    let job = store.create_job(input).await.expect("create");
+    let mut c = redis.conn().await.expect("conn");
+    let score: i64 = c.zscore(keys.schedule("g"), &job.id).await.expect("score");
+    let params = vec![String::new(); 3];
+    let jobs = [FireJob {
+        id: &job.id,
+        expected_score: score,
+        next_score: Some(score + 2 * 86_400_000),
+        version: job.version,
+        policy: ConcurrencyPolicy::Forbid,
+        exhausted: false,
+        ticks: vec![score, score + 86_400_000],
+        skip: None,
+        shards: Some(&params),
+    }];
+    assert_eq!(
+        call(&redis, &jobs).await,
+        FireReply::Fired { fired: 3, stale: 0 }
+    );
+    let second = format!("{}-{}", job.id, score + 86_400_000);
+    for k in 0..3 {
+        let (status, err): (String, String) = redis::cmd("HMGET")
+            .arg(keys.run("g", &format!("{second}-s{k}")))
+            .arg(super::fields::run::STATUS)
+            .arg(super::fields::run::ERROR)
+            .query_async(&mut c)
+            .await
+            .expect("hmget");
+        assert_eq!(status, "skipped");
+        assert!(
+            err.starts_with(&format!("forbid: run {}-{score}-s", job.id)),
+            "{err}"
+        );
+    }
+    let marker: String = c.hget(keys.inflight("g"), &job.id).await.expect("marker");
+    assert_eq!(marker, format!("{}-{score}", job.id));
+    let refused = store.trigger(&job.id, None, "manual", None).await;
+    assert!(
+        matches!(&refused, Err(crate::Error::Conflict(m)) if m.contains(&format!("{marker}-s0"))),
+        "{refused:?}"
+    );
+    cleanup(&redis).await;
 }

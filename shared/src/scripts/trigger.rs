@@ -55,6 +55,15 @@ pub struct ShardSpan<'a> {
     pub params: &'a [String],
 }
 
+/// An idempotency key of a trigger: a repeat within the window answers the first run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Idempotency<'a> {
+    /// The caller's key (per job).
+    pub key: &'a str,
+    /// How long the key answers its first run (ms).
+    pub window_ms: u64,
+}
+
 /// Enqueues runs of a job.
 #[derive(Clone, Debug)]
 pub struct Trigger<'a> {
@@ -73,6 +82,13 @@ pub struct Trigger<'a> {
     /// The shards to enqueue; `None` when not known: the script then refuses a sharded job
     /// with [`TriggerReply::NeedsShards`], so other jobs need no routing read first.
     pub shards: Option<ShardSpan<'a>>,
+    /// The run id, when it is derived from what caused the run (a child job's run): it is
+    /// enqueued at most once, a repeat answers [`TriggerReply::Replayed`]. `None`: a new
+    /// id `<job>-m<ms>-<n>`.
+    pub run_id: Option<&'a str>,
+    /// The caller's idempotency key: a repeat within its window answers
+    /// [`TriggerReply::Replayed`] with the first run.
+    pub idempotency: Option<Idempotency<'a>>,
 }
 
 /// What [`Trigger`] did.
@@ -88,6 +104,9 @@ pub enum TriggerReply {
     InFlight(String),
     /// A bulk trigger of a job that does not allow overlapping runs.
     BulkNeedsAllow,
+    /// Nothing enqueued: the run id given, or the run the idempotency key answered first,
+    /// was enqueued already (for a sharded job, its first shard's run).
+    Replayed(String),
 }
 
 impl Trigger<'_> {
@@ -115,9 +134,17 @@ impl Trigger<'_> {
             .arg(keys.events())
             .arg(self.count);
         match &self.shards {
-            Some(s) => inv.arg(s.count).arg(s.first).arg(s.params),
-            None => inv.arg(""),
+            Some(s) => inv.arg(s.count).arg(s.first),
+            None => inv.arg("").arg(""),
         };
+        inv.arg(self.run_id.unwrap_or(""));
+        match &self.idempotency {
+            Some(i) => inv.arg(i.key).arg(i.window_ms),
+            None => inv.arg("").arg(""),
+        };
+        if let Some(s) = &self.shards {
+            inv.arg(s.params);
+        }
     }
 }
 
@@ -128,6 +155,7 @@ fn refused((code, detail): (Option<&str>, Option<&str>)) -> Option<TriggerReply>
         "SHARDED" => TriggerReply::NeedsShards,
         "INFLIGHT" => TriggerReply::InFlight(detail.unwrap_or_default().to_owned()),
         "BULK" => TriggerReply::BulkNeedsAllow,
+        "REPLAYED" => TriggerReply::Replayed(detail.unwrap_or_default().to_owned()),
         _ => return None,
     })
 }
@@ -154,10 +182,25 @@ mod tests {
             parent_run: None,
             count: 1,
             shards: None,
+            run_id: None,
+            idempotency: None,
         };
         assert_eq!(
             argv(&plain),
-            ["g", "01a", "", "manual", "", "dotjob:events", "1", ""]
+            [
+                "g",
+                "01a",
+                "",
+                "manual",
+                "",
+                "dotjob:events",
+                "1",
+                "",
+                "",
+                "",
+                "",
+                ""
+            ]
         );
         let shard_params = [r#""eu""#.to_owned()];
         let requeue = Trigger {
@@ -183,15 +226,34 @@ mod tests {
                 "1",
                 "4",
                 "2",
+                "",
+                "",
+                "",
                 r#""eu""#
             ]
         );
         let bulk = Trigger {
             kind: TriggerKind::Other("bench"),
             count: 500,
-            ..plain
+            ..plain.clone()
         };
         assert_eq!(argv(&bulk)[3..7], ["bench", "", "dotjob:events", "500"]);
+        // A child's derived run id, and a caller's idempotency key with its window.
+        let child = Trigger {
+            kind: TriggerKind::Child,
+            parent_run: Some("01p-5"),
+            run_id: Some("01a-c01p-5"),
+            ..plain.clone()
+        };
+        assert_eq!(argv(&child)[7..], ["", "", "01a-c01p-5", "", ""]);
+        let keyed = Trigger {
+            idempotency: Some(Idempotency {
+                key: "order-42",
+                window_ms: 86_400_000,
+            }),
+            ..plain
+        };
+        assert_eq!(argv(&keyed)[7..], ["", "", "", "order-42", "86400000"]);
     }
 
     #[test]
@@ -223,6 +285,10 @@ mod tests {
         assert_eq!(
             refused((Some("BULK"), Some("bulk triggers need concurrency `allow`"))),
             Some(TriggerReply::BulkNeedsAllow)
+        );
+        assert_eq!(
+            refused((Some("REPLAYED"), Some("01a-m5-1-s0"))),
+            Some(TriggerReply::Replayed("01a-m5-1-s0".to_owned()))
         );
         assert_eq!(refused((Some("WRONGTYPE"), None)), None);
         assert_eq!(refused((None, None)), None);

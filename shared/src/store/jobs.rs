@@ -100,6 +100,9 @@ impl Store {
             let mut c = self.redis.conn().await?;
             let now = now_ms(&mut c).await?;
             let mut spec = input.clone().into_spec(Some(&old), id, now)?;
+            if spec.children != old.children {
+                self.check_no_cycle(id, &spec.children).await?;
+            }
             let timing_changed = spec.schedule != old.schedule
                 || spec.timezone != old.timezone
                 || spec.enabled != old.enabled;

@@ -15,9 +15,12 @@ use crate::events::Event;
 use crate::model::job::valid_job_id;
 use crate::model::run::RunStatus;
 
+mod cycles;
 mod jobs;
 mod runs;
 mod trigger;
+
+pub use trigger::{IDEMPOTENCY_KEY_MAX, Triggered, check_idempotency_key};
 
 /// Most items on one page.
 pub const PAGE_MAX: usize = 500;

@@ -1,4 +1,5 @@
-//! Runs enqueued by hand: a manual trigger, a child job, a dead letter requeued, a bulk load.
+//! Runs enqueued by hand: a manual trigger (optionally with an idempotency key), a child
+//! job (once per parent run), a dead letter requeued, a bulk load.
 
 use redis::AsyncCommands;
 use serde_json::Value;
@@ -6,10 +7,85 @@ use serde_json::Value;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::model::job::{Routing, limits};
-use crate::scripts::{ShardSpan, Trigger, TriggerKind, TriggerReply};
+use crate::model::run::child_run_id;
+use crate::scripts::{Idempotency, ShardSpan, Trigger, TriggerKind, TriggerReply};
 
 /// One shard of a sharded job to enqueue again: (index, shard count, parameter JSON or "").
 pub type Shard = (u32, u32, String);
+
+/// What a trigger did: the run it enqueued, or the one enqueued before for the same
+/// derived run id or idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Triggered {
+    /// The run (a sharded job's first shard run).
+    pub run_id: String,
+    /// Nothing was enqueued: `run_id` was enqueued by an earlier trigger.
+    pub replayed: bool,
+}
+
+/// What one enqueue asks for (see [`Trigger`]; the group is looked up).
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    params: Option<&'a str>,
+    kind: TriggerKind<'a>,
+    parent_run: Option<&'a str>,
+    count: u64,
+    shard: Option<&'a Shard>,
+    run_id: Option<&'a str>,
+    idempotency: Option<Idempotency<'a>>,
+}
+
+impl<'a> Ask<'a> {
+    fn new(kind: TriggerKind<'a>) -> Self {
+        Self {
+            params: None,
+            kind,
+            parent_run: None,
+            count: 1,
+            shard: None,
+            run_id: None,
+            idempotency: None,
+        }
+    }
+}
+
+/// Longest idempotency key accepted, in characters.
+pub const IDEMPOTENCY_KEY_MAX: usize = 200;
+
+/// Checks an idempotency key: 1 to [`IDEMPOTENCY_KEY_MAX`] characters, no control
+/// characters; a refusal names `field`.
+pub fn check_idempotency_key(field: &str, key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if key.chars().count() > IDEMPOTENCY_KEY_MAX {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {IDEMPOTENCY_KEY_MAX} characters"),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Params override as stored: compact JSON within the size limit.
+fn params_json(params: Option<&Value>) -> Result<Option<String>> {
+    let Some(p) = params else { return Ok(None) };
+    let s = serde_json::to_string(p).unwrap_or_default();
+    if s.len() > limits::PARAMS_MAX_BYTES {
+        return Err(Error::invalid(
+            "params",
+            format!(
+                "{} bytes; the limit is {}",
+                s.len(),
+                limits::PARAMS_MAX_BYTES
+            ),
+        ));
+    }
+    Ok(Some(s))
+}
 
 impl Store {
     /// Enqueues a run by hand, with an optional params override; returns the run id.
@@ -20,29 +96,46 @@ impl Store {
         kind: impl Into<TriggerKind<'k>>,
         parent_run: Option<&str>,
     ) -> Result<String> {
-        let params = match params {
-            Some(p) => {
-                let s = serde_json::to_string(p).unwrap_or_default();
-                if s.len() > limits::PARAMS_MAX_BYTES {
-                    return Err(Error::invalid(
-                        "params",
-                        format!(
-                            "{} bytes; the limit is {}",
-                            s.len(),
-                            limits::PARAMS_MAX_BYTES
-                        ),
-                    ));
-                }
-                Some(s)
-            }
-            None => None,
+        let params = params_json(params)?;
+        let ask = Ask {
+            params: params.as_deref(),
+            parent_run,
+            ..Ask::new(kind.into())
         };
-        let runs = self
-            .enqueue(id, params.as_deref(), kind.into(), parent_run, 1, None)
-            .await?;
-        runs.into_iter()
-            .next()
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+        Ok(self.enqueue_one(id, ask).await?.run_id)
+    }
+
+    /// Enqueues a manual run with an optional idempotency key: a key this job saw within
+    /// the window answers the run it enqueued then, and enqueues nothing.
+    pub async fn trigger_idempotent(
+        &self,
+        id: &str,
+        params: Option<&Value>,
+        idempotency: Option<Idempotency<'_>>,
+    ) -> Result<Triggered> {
+        if let Some(i) = &idempotency {
+            check_idempotency_key("idempotency_key", i.key)?;
+        }
+        let params = params_json(params)?;
+        let ask = Ask {
+            params: params.as_deref(),
+            idempotency,
+            ..Ask::new(TriggerKind::Manual)
+        };
+        self.enqueue_one(id, ask).await
+    }
+
+    /// Enqueues the run of job `child` that the success of `parent_run` fires, at most once
+    /// per parent run: its id derives from the parent ([`child_run_id`]), so a parent run
+    /// again (its worker died before recording it) finds the child run enqueued already.
+    pub async fn trigger_child(&self, child: &str, parent_run: &str) -> Result<Triggered> {
+        let run_id = child_run_id(child, parent_run);
+        let ask = Ask {
+            parent_run: Some(parent_run),
+            run_id: Some(&run_id),
+            ..Ask::new(TriggerKind::Child)
+        };
+        self.enqueue_one(child, ask).await
     }
 
     /// Enqueues one shard of a sharded job again, e.g. a dead shard run being requeued.
@@ -55,12 +148,13 @@ impl Store {
         parent_run: Option<&str>,
         shard: Shard,
     ) -> Result<String> {
-        let runs = self
-            .enqueue(id, params, kind, parent_run, 1, Some(shard))
-            .await?;
-        runs.into_iter()
-            .next()
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+        let ask = Ask {
+            params,
+            parent_run,
+            shard: Some(&shard),
+            ..Ask::new(kind)
+        };
+        Ok(self.enqueue_one(id, ask).await?.run_id)
     }
 
     /// Enqueues `count` runs of a job at once (bulk loads, benchmarks); the job must allow
@@ -74,27 +168,33 @@ impl Store {
         if count == 0 || count > 10_000 {
             return Err(Error::invalid("count", "must be between 1 and 10000"));
         }
-        self.enqueue(id, None, kind.into(), None, count, None)
-            .await?;
+        let ask = Ask {
+            count,
+            ..Ask::new(kind.into())
+        };
+        self.enqueue(id, ask).await?;
         Ok(count)
     }
 
-    async fn enqueue(
-        &self,
-        id: &str,
-        params: Option<&str>,
-        kind: TriggerKind<'_>,
-        parent_run: Option<&str>,
-        count: u64,
-        shard: Option<Shard>,
-    ) -> Result<Vec<String>> {
+    /// Enqueues one run (one per shard of a sharded job): the first run's id.
+    async fn enqueue_one(&self, id: &str, ask: Ask<'_>) -> Result<Triggered> {
+        let (runs, replayed) = self.enqueue(id, ask).await?;
+        let run_id = runs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        Ok(Triggered { run_id, replayed })
+    }
+
+    /// The runs enqueued, and whether they had been enqueued before (a replay).
+    async fn enqueue(&self, id: &str, ask: Ask<'_>) -> Result<(Vec<String>, bool)> {
         let group = self
             .job_group(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let keys = self.redis.keys();
         let mut c = self.redis.conn().await?;
-        let asked = shard.as_ref().map(|(index, n, param)| ShardSpan {
+        let asked = ask.shard.map(|(index, n, param)| ShardSpan {
             count: *n,
             first: *index,
             params: std::slice::from_ref(param),
@@ -102,11 +202,13 @@ impl Store {
         let mut trigger = Trigger {
             group: &group,
             job_id: id,
-            params,
-            kind,
-            parent_run,
-            count,
+            params: ask.params,
+            kind: ask.kind,
+            parent_run: ask.parent_run,
+            count: ask.count,
             shards: asked,
+            run_id: ask.run_id,
+            idempotency: ask.idempotency,
         };
         // The script knows the job's routing: it answers NeedsShards when a single run of a
         // sharded job needs its shards spelled out, so other jobs pay no extra round trip.
@@ -114,7 +216,7 @@ impl Store {
             TriggerReply::NeedsShards => {}
             reply => return enqueued(reply, id),
         }
-        if count > 1 {
+        if ask.count > 1 {
             return Err(Error::invalid("count", "bulk triggers need routing `any`"));
         }
         let routing: Option<String> = c.hget(keys.job(&group, id), "routing").await?;
@@ -142,10 +244,11 @@ impl Store {
     }
 }
 
-/// The runs a trigger enqueued, or why it enqueued none.
-fn enqueued(reply: TriggerReply, id: &str) -> Result<Vec<String>> {
+/// The runs a trigger enqueued (or had enqueued before), or why it enqueued none.
+fn enqueued(reply: TriggerReply, id: &str) -> Result<(Vec<String>, bool)> {
     match reply {
-        TriggerReply::Enqueued(runs) => Ok(runs),
+        TriggerReply::Enqueued(runs) => Ok((runs, false)),
+        TriggerReply::Replayed(run) => Ok((vec![run], true)),
         TriggerReply::JobNotFound => Err(Error::NotFound(format!("job {id}"))),
         TriggerReply::InFlight(run) => Err(Error::Conflict(format!(
             "job {id} forbids overlapping runs and run {run} is still in flight"

@@ -7,10 +7,11 @@
 //! in the in-flight table, fires child jobs on success, and sends the attempt to the
 //! completer.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use dotjob_shared::model::job::ConcurrencyPolicy;
+use dotjob_shared::scripts::ShardDone;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
@@ -48,6 +49,8 @@ pub(super) async fn run(
         // A retry's lines follow the earlier attempts' in one log: mark where it starts.
         l.push(&dotjob_shared::model::run::attempt_marker(d.attempt));
     }
+    // A shard's position, for its tick's children (the context takes the shard).
+    let shard_of = d.shard.as_ref().map(|(k, n, _)| (*k, *n));
     let ctx = RunContext {
         run_id: d.run.as_str().into(),
         job_id: d.job.as_str().into(),
@@ -116,9 +119,13 @@ pub(super) async fn run(
     // the runtime would otherwise run this task first, delaying their start.
     tokio::task::yield_now().await;
     if ended.is_ok() && !job.spec.children.is_empty() {
-        // Before this run is recorded and acknowledged: a worker dying in between re-runs the
-        // parent, which fires the children again (at least once, never lost).
-        fire_children(&shared, &d.run, &job.spec.children, &log).await;
+        // Before this run is recorded and acknowledged, so none is lost: a worker dying in
+        // between re-runs the parent, whose children then have the same derived run ids and
+        // are not enqueued twice.
+        if let Some(parent) = children_parent(&shared, &d.run, shard_of, &log).await {
+            fire_children(&shared, &parent, &job.spec.children, &log).await;
+        }
+        hold_before_recording().await;
     }
     shared.inflight.finish(&d.entry);
     Box::pin(flush_log(&shared, &d.run, &log)).await;
@@ -160,15 +167,71 @@ pub(super) async fn run(
     });
 }
 
-/// Enqueues a succeeded run's child jobs (trigger `child`, `parent_run` = this run) and notes
-/// each outcome in the run's log.
-async fn fire_children(shared: &Shared, run: &str, children: &[String], log: &Mutex<LogBuffer>) {
+/// The parent run of a succeeded run's children: the run itself, or for a shard the tick's
+/// base run once every shard of the tick has succeeded (`None` before: a shard that ends
+/// otherwise means no children for its tick).
+async fn children_parent(
+    shared: &Shared,
+    run: &str,
+    shard: Option<(u32, u32)>,
+    log: &Mutex<LogBuffer>,
+) -> Option<String> {
+    let Some((k, n)) = shard else {
+        return Some(run.to_owned());
+    };
+    let base = run.strip_suffix(&format!("-s{k}")).unwrap_or(run);
+    let done = ShardDone {
+        group: &shared.group,
+        base_run: base,
+        shard: k,
+        shards: n,
+    };
+    let complete = async {
+        let mut c = shared.redis.conn().await?;
+        done.call(&mut c, shared.redis.keys()).await
+    };
+    let line = match complete.await {
+        Ok(true) => return Some(base.to_owned()),
+        Ok(false) => "child jobs fire once every shard of this tick has succeeded".to_owned(),
+        Err(e) => {
+            warn!(run, error = %e, "cannot count the succeeded shards of a tick");
+            format!("child jobs not fired: cannot count the succeeded shards: {e}")
+        }
+    };
+    if let Ok(mut l) = log.lock() {
+        l.push(&line);
+    }
+    None
+}
+
+/// `DOTJOB_TEST_HOLD_AFTER_CHILDREN_MS`, for fault tests only: a run that fired its children
+/// waits this long before it is recorded, so a test can kill its worker in between. Read
+/// once; no wait when unset.
+async fn hold_before_recording() {
+    static HOLD: LazyLock<Option<Duration>> = LazyLock::new(|| {
+        std::env::var("DOTJOB_TEST_HOLD_AFTER_CHILDREN_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_millis)
+    });
+    if let Some(hold) = *HOLD {
+        tokio::time::sleep(hold).await;
+    }
+}
+
+/// Enqueues a succeeded run's child jobs (trigger `child`, `parent_run` = `parent`, once per
+/// parent run) and notes each outcome in the run's log.
+async fn fire_children(shared: &Shared, parent: &str, children: &[String], log: &Mutex<LogBuffer>) {
+    let run = parent;
     let store = dotjob_shared::Store::new(shared.redis.clone());
     for child in children {
-        let line = match store.trigger(child, None, "child", Some(run)).await {
-            Ok(child_run) => {
+        let line = match store.trigger_child(child, parent).await {
+            Ok(t) if t.replayed => {
+                format!("child job {child}: run {} was fired already", t.run_id)
+            }
+            Ok(t) => {
                 crate::metrics::child_fired(&shared.group);
-                format!("fired child job {child}: run {child_run}")
+                format!("fired child job {child}: run {}", t.run_id)
             }
             Err(e) => {
                 warn!(run, child = %child, error = %e, "cannot fire a child job");

@@ -36,8 +36,9 @@ pub enum ConcurrencyPolicy {
 }
 
 /// Where runs execute: `any` one executor, or `sharded` into N runs (run ids end `-s<k>`),
-/// each with its shard index and parameter (a sharded job needs concurrency `allow` and no
-/// children). `broadcast` (every live executor) is not supported yet and is refused.
+/// each with its shard index and parameter (overlap policies apply to a tick as a whole;
+/// children fire once every shard of a tick succeeded). `broadcast` (every live executor)
+/// is not supported yet and is refused.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]

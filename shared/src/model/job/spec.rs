@@ -51,7 +51,8 @@ pub struct JobSpec {
     /// Routing mode.
     pub routing: Routing,
     /// Jobs triggered (trigger `child`, `parent_run` set) each time a run of this one
-    /// succeeds, before that run is acknowledged: at least once per succeeded run.
+    /// succeeds (a sharded job: once every shard of a tick succeeded), before that run is
+    /// acknowledged; once per parent run (the child's run id derives from it). No cycles.
     pub children: Vec<String>,
     /// Free text.
     pub description: String,

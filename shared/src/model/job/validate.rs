@@ -214,26 +214,19 @@ pub(super) fn shards(routing: &Routing) -> Result<()> {
     Ok(())
 }
 
-/// What a routing mode allows: `broadcast` is refused; a sharded job needs concurrency
-/// `allow` and no children.
+/// What a routing mode allows: `broadcast` is refused. A sharded job takes any concurrency
+/// policy (applied to a tick as a whole) and children (fired once every shard of a tick
+/// succeeded).
 pub(super) fn routing_mode(
     routing: &Routing,
-    concurrency: ConcurrencyPolicy,
-    children: &[String],
+    _concurrency: ConcurrencyPolicy,
+    _children: &[String],
 ) -> Result<()> {
     match routing {
         Routing::Any => Ok(()),
         Routing::Broadcast => Err(Error::invalid(
             "routing.mode",
             "`broadcast` is not supported yet; use `any` or `sharded`",
-        )),
-        Routing::Sharded { .. } if concurrency != ConcurrencyPolicy::Allow => Err(Error::invalid(
-            "concurrency",
-            "a sharded job needs concurrency `allow`",
-        )),
-        Routing::Sharded { .. } if !children.is_empty() => Err(Error::invalid(
-            "children",
-            "a sharded job cannot have child jobs yet",
         )),
         Routing::Sharded { .. } => Ok(()),
     }
@@ -388,18 +381,9 @@ mod tests {
             field(routing_mode(&Routing::Broadcast, allow, &[])),
             "routing.mode"
         );
-        assert_eq!(
-            field(routing_mode(
-                &sharded(2, 0),
-                ConcurrencyPolicy::Replace,
-                &[]
-            )),
-            "concurrency"
-        );
-        assert_eq!(
-            field(routing_mode(&sharded(2, 0), allow, &["01a".into()])),
-            "children"
-        );
+        // A sharded job takes any overlap policy and children.
+        assert!(routing_mode(&sharded(2, 0), ConcurrencyPolicy::Replace, &[]).is_ok());
+        assert!(routing_mode(&sharded(2, 0), ConcurrencyPolicy::Forbid, &["01a".into()]).is_ok());
         assert!(routing_mode(&sharded(2, 0), allow, &[]).is_ok());
         assert!(children(&["01a".into(), "01b".into()], "01c").is_ok());
         assert_eq!(field(children(&["01c".into()], "01c")), "children");
