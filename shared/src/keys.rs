@@ -53,9 +53,16 @@ pub mod suffix {
     /// String: set (to the Redis time, ms) once `group-runs` was backfilled from the job
     /// run indexes, for runs recorded before `group-runs` existed (`backfill.lua`).
     pub const BACKFILLED: &str = "backfilled";
+    /// Sorted set: the job table's last-status index (`last`), every job of the group →
+    /// the code of its newest run's status (`LastStatus::code`, 0 = no run); kept exactly
+    /// in step by every script that adds, removes or changes a job's newest run.
+    pub const LAST: &str = "last";
+    /// String: set (to the Redis time, ms) once `last` was backfilled for every job of the
+    /// group (`backfill_last.lua`); until then the job table scans instead.
+    pub const LAST_BACKFILLED: &str = "last-backfilled";
 
     /// Every suffix with its Lua name (`K_<name>`).
-    pub const ALL: [(&str, &str); 19] = [
+    pub const ALL: [(&str, &str); 21] = [
         ("JOB", JOB),
         ("JOBS", JOBS),
         ("SCHEDULE", SCHEDULE),
@@ -75,6 +82,8 @@ pub mod suffix {
         ("INFLIGHT", INFLIGHT),
         ("SEQ", SEQ),
         ("BACKFILLED", BACKFILLED),
+        ("LAST", LAST),
+        ("LAST_BACKFILLED", LAST_BACKFILLED),
     ];
 }
 
@@ -256,6 +265,16 @@ impl Keys {
     /// Marker: the group's run index was backfilled from its job run indexes.
     pub fn backfilled(&self, group: &str) -> String {
         self.g(group, suffix::BACKFILLED)
+    }
+
+    /// Sorted set: job id → code of its newest run's status (the job table's index).
+    pub fn last_status(&self, group: &str) -> String {
+        self.g(group, suffix::LAST)
+    }
+
+    /// Marker: the group's last-status index was backfilled.
+    pub fn last_backfilled(&self, group: &str) -> String {
+        self.g(group, suffix::LAST_BACKFILLED)
     }
 }
 

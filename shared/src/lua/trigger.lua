@@ -22,8 +22,9 @@
 -- Writes:  seq (+ count); the stream (E_RUN, E_VERSION, and where they apply E_PARAMS,
 --          E_SHARD, E_SHARDS, E_SHARD_PARAM); run record (F_STATUS 'queued', F_ENTRY,
 --          F_VERSION, and where they apply F_TRIGGER, F_PARAMS, F_PARENT_RUN, F_SHARD,
---          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; inflight (forbid /
---          replace); a `replace` cancels the run in flight (see cancel_run)
+--          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; last (the code of
+--          the job's newest run, reindex_last); inflight (forbid / replace); a `replace`
+--          cancels the run in flight (see cancel_run)
 -- Reply:   the run id (a list of one) for a single run, an empty list for a bulk, a list of
 --          shard runs for a sharded job; errors "NOTFOUND" (no such job), "SHARDED" (the
 --          shards must be spelled out), "INFLIGHT <run>" (forbid: a run is in flight),
@@ -107,6 +108,7 @@ for n = last - count + 1, last do
 end
 redis.call('ZADD', P .. K_RUNS .. id, unpack(index))
 redis.call('ZADD', P .. K_GROUP_RUNS, unpack(index))
+reindex_last(P, id)
 redis.call('HSET', P .. K_ACTIVE, unpack(active))
 if policy ~= 'allow' then redis.call('HSET', P .. K_INFLIGHT, id, out[#out]) end
 if count > 1 then return {} end

@@ -43,7 +43,7 @@ mod touch;
 mod trigger;
 mod trim;
 
-pub use backfill::{Backfill, BackfillReply};
+pub use backfill::{Backfill, BackfillLast, BackfillReply};
 pub use cancel::{Cancel, CancelOutcome};
 pub use claim::{Claim, ClaimReply, Claimed};
 pub use complete::{Attempt, AttemptOutcome, Complete, Recorded};
@@ -85,8 +85,9 @@ fn lua_names() -> HashMap<String, &'static str> {
 /// shared name replaced by its value.
 fn source(body: &str) -> String {
     let text = format!(
-        "local CLOCK_OFFSET_MS = {}\nlocal P = KEYS[1]\n{PRELUDE}{body}",
-        clock_offset_ms()
+        "local CLOCK_OFFSET_MS = {}\nlocal P = KEYS[1]\n{}{PRELUDE}{body}",
+        clock_offset_ms(),
+        crate::views::last::lua_last_code()
     );
     expand(&text, &lua_names())
 }
@@ -160,6 +161,7 @@ scripts! {
     MARK = "mark.lua";
     RECHECK = "recheck.lua";
     BACKFILL = "backfill.lua";
+    BACKFILL_LAST = "backfill_last.lua";
 }
 
 /// Where a wrapper writes its script's keys and arguments: the invocation, or in unit tests
