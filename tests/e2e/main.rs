@@ -17,6 +17,7 @@ mod errors;
 mod faults;
 mod ha;
 mod inflight;
+mod last_status;
 mod logs_json;
 mod memory;
 mod metrics;

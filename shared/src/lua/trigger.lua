@@ -22,8 +22,8 @@
 -- Writes:  seq (+ count); the stream (E_RUN, E_VERSION, and where they apply E_PARAMS,
 --          E_SHARD, E_SHARDS, E_SHARD_PARAM); run record (F_STATUS 'queued', F_ENTRY,
 --          F_VERSION, and where they apply F_TRIGGER, F_PARAMS, F_PARENT_RUN, F_SHARD,
---          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; last (the code of
---          the job's newest run, reindex_last); inflight (forbid / replace); a `replace`
+--          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; last (queued, if
+--          one of these runs is the job's newest); inflight (forbid / replace); a `replace`
 --          cancels the run in flight (see cancel_run)
 -- Reply:   the run id (a list of one) for a single run, an empty list for a bulk, a list of
 --          shard runs for a sharded job; errors "NOTFOUND" (no such job), "SHARDED" (the
@@ -108,7 +108,12 @@ for n = last - count + 1, last do
 end
 redis.call('ZADD', P .. K_RUNS .. id, unpack(index))
 redis.call('ZADD', P .. K_GROUP_RUNS, unpack(index))
-reindex_last(P, id)
+-- The job's newest run is queued if it is one of these runs (`<base><seq>`, seq in
+-- (last - count, last]); a fired tick later than now may be newer.
+local top = redis.call('ZRANGE', P .. K_RUNS .. id, -1, -1)[1]
+local seq = top and string.sub(top, 1, #base) == base
+  and tonumber(string.match(top, '^%d+', #base + 1))
+if seq and seq > last - count then redis.call('ZADD', P .. K_LAST, last_code('queued'), id) end
 redis.call('HSET', P .. K_ACTIVE, unpack(active))
 if policy ~= 'allow' then redis.call('HSET', P .. K_INFLIGHT, id, out[#out]) end
 if count > 1 then return {} end

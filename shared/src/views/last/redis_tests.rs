@@ -176,8 +176,13 @@ async fn the_last_status_index_follows_every_write_of_a_jobs_newest_run() {
         .await
         .unwrap()
         .id;
+    let late = store
+        .create_job(mk(json!({"name": "late", "group": g, "handler": "h"})))
+        .await
+        .unwrap()
+        .id;
     let s = assert_exact(&redis, g, "creating jobs").await;
-    assert_eq!(s.len(), 4);
+    assert_eq!(s.len(), 5);
     assert!(s.values().all(|v| *v == LastStatus::Never), "{s:?}");
 
     // Manual, child and bulk triggers; a replacing trigger cancels the older run.
@@ -430,6 +435,45 @@ async fn the_last_status_index_follows_every_write_of_a_jobs_newest_run() {
     let s = assert_exact(&redis, g, "a recall").await;
     assert_eq!(s[&b], IS(RunStatus::Cancelled));
 
+    // A manual run is not always the newest: a tick fired ahead (and started) is later.
+    let _: () = c.zadd(keys.schedule(g), &late, due).await.unwrap();
+    let jobs = vec![FireJob {
+        id: &late,
+        expected_score: due,
+        next_score: None,
+        version: 1,
+        policy: ConcurrencyPolicy::Allow,
+        exhausted: false,
+        ticks: vec![ahead],
+        skip: None,
+        shards: None,
+    }];
+    Fire {
+        group: g,
+        fence: None,
+        fire_ahead_ms: 700_000,
+        jobs: &jobs,
+    }
+    .call(&mut c, &keys)
+    .await
+    .unwrap();
+    let late_ahead = format!("{late}-{ahead}");
+    read_as(&redis, g, "w1").await;
+    Start {
+        worker: "w1",
+        poison_after: 3,
+        runs: &[(late_ahead.as_str(), 1)],
+    }
+    .call(&mut c, &p)
+    .await
+    .unwrap();
+    store
+        .trigger(&late, None, TriggerKind::Manual, None)
+        .await
+        .unwrap();
+    let s = assert_exact(&redis, g, "a manual run older than a fired one").await;
+    assert_eq!(s[&late], IS(RunStatus::Running));
+
     // Retention: every finished run goes; a job whose runs all went has none, one with a
     // run still queued has that one as its newest.
     let trim = TrimRuns {
@@ -463,7 +507,7 @@ async fn the_last_status_index_follows_every_write_of_a_jobs_newest_run() {
     // The backfill rebuilds the same index from the runs alone.
     let before = indexed(&redis, g).await;
     let _: i64 = c.del(keys.last_status(g)).await.unwrap();
-    assert_eq!(backfill_last_status(&redis, g).await.unwrap(), Some(3));
+    assert_eq!(backfill_last_status(&redis, g).await.unwrap(), Some(4));
     assert_eq!(indexed(&redis, g).await, before);
     delete_all(&redis).await;
 }
