@@ -10,10 +10,16 @@
 //! running it at once, or a rerun after a crash half-way, add nothing twice. A group created
 //! after the upgrade is backfilled the same way, at the cost of reading its few job indexes
 //! once.
+//!
+//! [`backfill_last_status`] does the same for the job table's last-status index (`last`,
+//! [`crate::views::last`]): each job's code is set from its newest run, a batch of jobs
+//! per `backfill_last.lua` call, then the group's `last-backfilled` marker is set; until
+//! then the job table checks that group's jobs one by one, so its answers are exact
+//! throughout.
 
 use crate::conn::Redis;
 use crate::error::Result;
-use crate::scripts::{Backfill, BackfillReply};
+use crate::scripts::{Backfill, BackfillLast, BackfillReply};
 
 /// Jobs examined per script call at most.
 pub const JOBS_PER_CALL: usize = 500;
@@ -45,6 +51,32 @@ pub async fn backfill_group(redis: &Redis, group: &str) -> Result<Option<u64>> {
             BackfillReply::Done { added } => return Ok(Some(added_total + added)),
             BackfillReply::Continue { next, added } => {
                 added_total += added;
+                after = Some(next);
+            }
+        }
+    }
+}
+
+/// Backfills `group`'s last-status index unless that was done already. Returns the jobs
+/// indexed, or `None` when the group was already backfilled.
+pub async fn backfill_last_status(redis: &Redis, group: &str) -> Result<Option<u64>> {
+    let prefix = redis.keys().group_prefix(group);
+    let mut c = redis.conn().await?;
+    let mut after: Option<String> = None;
+    let mut total = 0;
+    loop {
+        let reply = BackfillLast {
+            after: after.as_deref(),
+            jobs: JOBS_PER_CALL,
+        }
+        .call(&mut c, &prefix)
+        .await?;
+        match reply {
+            BackfillReply::AlreadyDone if after.is_none() => return Ok(None),
+            BackfillReply::AlreadyDone => return Ok(Some(total)),
+            BackfillReply::Done { added } => return Ok(Some(total + added)),
+            BackfillReply::Continue { next, added } => {
+                total += added;
                 after = Some(next);
             }
         }

@@ -60,9 +60,16 @@ pub mod suffix {
     /// for a sharded job with children: the shard completing it fires them
     /// (`shard_done.lua`; expires a week after its last change).
     pub const SHARDS_OK: &str = "shards-ok:";
+    /// Sorted set: the job table's last-status index (`last`), every job of the group →
+    /// the code of its newest run's status (`LastStatus::code`, 0 = no run); kept exactly
+    /// in step by every script that adds, removes or changes a job's newest run.
+    pub const LAST: &str = "last";
+    /// String: set (to the Redis time, ms) once `last` was backfilled for every job of the
+    /// group (`backfill_last.lua`); until then the job table scans instead.
+    pub const LAST_BACKFILLED: &str = "last-backfilled";
 
     /// Every suffix with its Lua name (`K_<name>`).
-    pub const ALL: [(&str, &str); 21] = [
+    pub const ALL: [(&str, &str); 23] = [
         ("JOB", JOB),
         ("JOBS", JOBS),
         ("SCHEDULE", SCHEDULE),
@@ -84,6 +91,8 @@ pub mod suffix {
         ("BACKFILLED", BACKFILLED),
         ("IDEM", IDEM),
         ("SHARDS_OK", SHARDS_OK),
+        ("LAST", LAST),
+        ("LAST_BACKFILLED", LAST_BACKFILLED),
     ];
 }
 
@@ -275,6 +284,16 @@ impl Keys {
     /// The succeeded shards of a sharded tick (`base_run`: the run id without `-s<k>`).
     pub fn shards_ok(&self, group: &str, base_run: &str) -> String {
         self.g(group, &format!("{}{base_run}", suffix::SHARDS_OK))
+    }
+
+    /// Sorted set: job id → code of its newest run's status (the job table's index).
+    pub fn last_status(&self, group: &str) -> String {
+        self.g(group, suffix::LAST)
+    }
+
+    /// Marker: the group's last-status index was backfilled.
+    pub fn last_backfilled(&self, group: &str) -> String {
+        self.g(group, suffix::LAST_BACKFILLED)
     }
 }
 

@@ -19,6 +19,7 @@ mod faults;
 mod ha;
 mod idempotency;
 mod inflight;
+mod last_status;
 mod logs_json;
 mod memory;
 mod metrics;

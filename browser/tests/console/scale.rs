@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use dotjob_browser_tests::{Browser, SERIAL, poll};
 use dotjob_shared::Store;
 use dotjob_shared::model::job::JobInput;
+use dotjob_shared::model::run::RunStatus;
+use dotjob_shared::views::last::LastStatus;
 use dotjob_tests::{Api, Profile, redis_handle, spawn_scheduler_built};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -114,16 +116,19 @@ async fn console_finds_a_job_by_name_among_1000() {
 }
 
 /// Writes `per_job` finished runs for each job, spread over the last 50 minutes, as the
-/// worker's completion leaves them (a run hash, and its entries in the job's and the
-/// group's run indexes).
-async fn seed_runs(t: &Setup, jobs: &[(String, String)], per_job: i64) {
+/// worker's completion leaves them (a run hash, its entries in the job's and the group's
+/// run indexes, and the job's newest run's status in the group's last-status index).
+/// Returns how many jobs' newest run failed.
+async fn seed_runs(t: &Setup, jobs: &[(String, String)], per_job: i64) -> u64 {
     let redis = redis_handle(&t.url, &t.prefix);
     let keys = redis.keys().clone();
     let mut c = dotjob_tests::raw_conn(&t.url).await;
     let now = chrono::Utc::now().timestamp_millis();
+    let mut failed = 0;
     for (n, chunk) in jobs.chunks(500).enumerate() {
         let mut pipe = redis::pipe();
         for (i, (group, id)) in chunk.iter().enumerate() {
+            let mut newest: Option<(i64, String, &str)> = None;
             for k in 0..per_job {
                 let tick =
                     now - 50 * 60_000 + ((n * 500 + i) as i64 * 7 + k * 300_017) % (50 * 60_000);
@@ -144,10 +149,30 @@ async fn seed_runs(t: &Setup, jobs: &[(String, String)], per_job: i64) {
                     .ignore();
                 pipe.zadd(keys.job_runs(group, id), &run, tick).ignore();
                 pipe.zadd(keys.group_runs(group), &run, tick).ignore();
+                if newest
+                    .as_ref()
+                    .is_none_or(|(t, r, _)| (tick, &run) > (*t, r))
+                {
+                    newest = Some((tick, run, status));
+                }
+            }
+            if let Some((_, _, status)) = newest {
+                failed += u64::from(status == "failed");
+                let last = RunStatus::parse(status).map_or(LastStatus::Never, LastStatus::Is);
+                pipe.zadd(keys.last_status(group), id, last.code()).ignore();
             }
         }
         let _: () = pipe.query_async(&mut c).await.expect("seed runs");
     }
+    // Marked backfilled (as the scheduler's first round does), so the job table reads the
+    // index at once.
+    let groups: std::collections::BTreeSet<&String> = jobs.iter().map(|(g, _)| g).collect();
+    for g in groups {
+        dotjob_shared::backfill::backfill_last_status(&redis, g)
+            .await
+            .expect("backfill");
+    }
+    failed
 }
 
 /// The median of `v` (sorted in place).
@@ -243,7 +268,7 @@ async fn console_pages_are_fast_with_10000_jobs_and_100000_runs() {
         })
         .collect();
     let jobs = create_jobs(&t, bodies, 32).await;
-    seed_runs(&t, &jobs, 10).await;
+    let failed = seed_runs(&t, &jobs, 10).await;
     eprintln!(
         "seeded 10 000 jobs and 100 000 runs in {:?}",
         started.elapsed()
@@ -252,6 +277,15 @@ async fn console_pages_are_fast_with_10000_jobs_and_100000_runs() {
     let runs = t.api.runs(&job).await;
     assert_eq!(runs.len(), 10);
     let run = s(&runs[0]["id"]);
+    // The last-status filter counts exactly the jobs whose newest run failed.
+    let a = t
+        .api
+        .call("GET", "/views/jobs?limit=50&last_status=failed", None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["total"], json!(failed), "{:?}", a.body["total"]);
+    assert!(failed > 0);
 
     // The API calls behind the pages, timed alone.
     let calls = [

@@ -12,7 +12,8 @@
 //! job.
 //!
 //! The first round a replica holds a group also backfills the group's run index from the
-//! job run indexes if no replica did yet ([`dotjob_shared::backfill`]).
+//! job run indexes, and its last-status index from the jobs' newest runs, if no replica did
+//! yet ([`dotjob_shared::backfill`]).
 //!
 //! Tasks: one loop per group, group discovery, the event listener (job changes invalidate
 //! the cache and wake the group's loop), the leases and housekeeping ([`crate::janitor`]).
@@ -200,10 +201,32 @@ impl Engine {
         }
     }
 
-    /// The one-time backfill of the group's run index (runs recorded before it existed),
-    /// after this replica's first round holding the group, so the first firing never waits
-    /// for it. Returns whether the group is backfilled; on an error the next round retries.
+    /// The one-time backfills of the group's run index (runs recorded before it existed)
+    /// and of its last-status index (jobs that existed before it), after this replica's
+    /// first round holding the group, so the first firing never waits for them. Returns
+    /// whether both are done; on an error the next round retries.
     async fn backfill(&self, group: &str) -> bool {
+        let runs = self.backfill_runs(group).await;
+        runs && self.backfill_last_status(group).await
+    }
+
+    /// The last-status index's backfill (see [`Self::backfill`]).
+    async fn backfill_last_status(&self, group: &str) -> bool {
+        match dotjob_shared::backfill::backfill_last_status(&self.redis, group).await {
+            Ok(Some(jobs)) => {
+                info!(group, jobs, "backfilled the group's last-status index");
+                true
+            }
+            Ok(None) => true,
+            Err(e) => {
+                debug!(group, error = %e, "could not backfill the last-status index; retrying");
+                false
+            }
+        }
+    }
+
+    /// The run index's backfill (see [`Self::backfill`]).
+    async fn backfill_runs(&self, group: &str) -> bool {
         match dotjob_shared::backfill::backfill_group(&self.redis, group).await {
             Ok(Some(added)) => {
                 info!(

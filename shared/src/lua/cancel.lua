@@ -5,7 +5,8 @@
 -- ARGV[3]  events channel (the executor holding a running run is told there)
 -- Reads:   run record (F_STATUS, F_RETRY_AT, F_ENTRY); the stream's pending list;
 --          inflight (the run's job)
--- Writes:  run record (F_STATUS, F_FINISHED_AT, F_ERROR; deletes F_RETRY_AT); stream (XDEL a
+-- Writes:  run record (F_STATUS, F_FINISHED_AT, F_ERROR; deletes F_RETRY_AT); last (if it is
+--          its job's newest run); stream (XDEL a
 --          queued entry, XACK one waiting for a retry); retry, active, inflight (releases
 --          the job's marker if this run holds it); cancel (run -> reason, for a held run)
 -- Reply:   "cancelled" (at once), "cancelling" (its executor was asked), "final:<status>"

@@ -9,8 +9,8 @@
 --          of a lost entry); run record (existence)
 -- Writes:  the pending list (XCLAIM / XAUTOCLAIM to this consumer); retry (due entries
 --          leave it); for an entry Redis reports deleted while pending: run record (F_STATUS
---          'lost', F_FINISHED_AT, F_ERROR; deletes F_RETRY_AT), active, inflight (releases
---          the job's marker if the run holds it)
+--          'lost', F_FINISHED_AT, F_ERROR; deletes F_RETRY_AT), last (if it is its job's
+--          newest run), active, inflight (releases the job's marker if the run holds it)
 -- Reply:   {next cursor, {{entry id, delivery count, {field, value, ...}}, ...}, lost count}.
 --          The delivery count is the attempt number. An entry waiting out its retry backoff
 --          is left pending: if XAUTOCLAIM took it because its idle time passed the lease,
@@ -48,6 +48,9 @@ local function mark_lost(id)
     if redis.call('EXISTS', rk) == 1 then
       redis.call('HSET', rk, F_STATUS, 'lost', F_FINISHED_AT, now,
         F_ERROR, 'stream entry ' .. id .. ' was deleted while pending')
+      local last = {}
+      note_last(P, run, 'lost', last)
+      write_last(P, last)
       redis.call('HDEL', rk, F_RETRY_AT)
       -- Its job's in-flight marker, if it holds it (a run id starts with its job id).
       local job = string.match(run, '^[^-]+')

@@ -14,12 +14,14 @@
 --          | skip (acknowledge the entry without touching the run record)
 -- Reads:   the stream's pending list (only entries still pending for this worker are
 --          recorded, so a run another worker reclaimed and finished is recorded once);
---          cancel (the reason of a requested cancel); run record (F_HISTORY); inflight
+--          cancel (the reason of a requested cancel); run record (F_HISTORY); inflight;
+--          runs:<job> (whether a run is its job's newest: one ZRANGE per run)
 -- Writes:  run record (F_STATUS, F_ATTEMPT, F_DURATION_MS, F_STARTED_AT, F_FINISHED_AT,
 --          F_WORKER, and where they apply F_CODE, F_RESULT, F_ERROR, F_RETRY_AT,
 --          F_HISTORY); retry (a failure with attempts left stays pending, listed there for
 --          its backoff); dead (a dead letter D_* when attempts are exhausted); cancel;
---          inflight; the stream (one XACK per batch); active (one HDEL per batch)
+--          inflight; last (jobs whose newest run was recorded: one ZADD per batch); the
+--          stream (one XACK per batch); active (one HDEL per batch)
 -- Reply:   one verdict per attempt, plain successes first: "final" | "dead" | "retry" |
 --          "stale" (no longer this worker's) | "skip".
 local worker = ARGV[1]
@@ -49,13 +51,14 @@ local function history(rk, attempt, status, code, duration, started, err)
   return cjson.encode(list)
 end
 
-local out, ack, done, unretry = {}, {}, {}, {}
+local out, ack, done, unretry, last = {}, {}, {}, {}, {}
 local run_prefix = P .. K_RUN
 for i = 5, slow_from - 1, 4 do
   local entry, run = ARGV[i], ARGV[i + 1]
   if mine[entry] then
     redis.call('HSET', run_prefix .. run, F_STATUS, 'succeeded', F_DURATION_MS, ARGV[i + 2],
       F_STARTED_AT, now - tonumber(ARGV[i + 3]), F_WORKER, worker)
+    note_last(P, run, 'succeeded', last)
     ack[#ack + 1] = entry
     done[#done + 1] = run
     out[#out + 1] = 'final'
@@ -84,6 +87,7 @@ for i = slow_from, #ARGV, W do
       F_ERROR, err, F_RETRY_AT, due,
       F_HISTORY, history(rk, attempt, outcome, code, duration, started, err))
     redis.call('ZADD', P .. K_RETRY, due, entry)
+    note_last(P, run, outcome, last)
     out[#out + 1] = 'retry'
   else
     local status = outcome
@@ -126,6 +130,7 @@ for i = slow_from, #ARGV, W do
       end
       redis.call('HSET', rk, unpack(rec))
     end
+    note_last(P, run, status, last)
     if eventful then
       redis.call('HDEL', rk, F_RETRY_AT)
       unretry[#unretry + 1] = entry
@@ -138,6 +143,7 @@ for i = slow_from, #ARGV, W do
     out[#out + 1] = verdict
   end
 end
+write_last(P, last)
 if #ack > 0 then redis.call('XACK', stream, CONSUMER_GROUP, unpack(ack)) end
 if #done > 0 then redis.call('HDEL', P .. K_ACTIVE, unpack(done)) end
 if #unretry > 0 then redis.call('ZREM', P .. K_RETRY, unpack(unretry)) end

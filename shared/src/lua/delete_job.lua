@@ -4,8 +4,8 @@
 -- KEYS[3]  job id set
 -- ARGV[1]  job id
 -- Reads:   runs:<job> (the job's runs); active (their unacknowledged entries)
--- Writes:  deletes job:<id>, its schedule / jobs / inflight members, its job index and job id
---          set members, its run records, logs and run index, and its runs' group-runs
+-- Writes:  deletes job:<id>, its schedule / jobs / last / inflight members, its job index and
+--          job id set members, its run records, logs and run index, and its runs' group-runs
 --          members; its runs still in the stream are acknowledged and their entries deleted
 --          (so a worker finishing one afterwards records nothing), and leave retry and active
 -- Reply:   1 if the job existed, else 0.
@@ -13,6 +13,7 @@ local id = ARGV[1]
 if redis.call('DEL', P .. K_JOB .. id) == 0 then return 0 end
 redis.call('ZREM', P .. K_SCHEDULE, id)
 redis.call('ZREM', P .. K_JOBS, id)
+redis.call('ZREM', P .. K_LAST, id)
 redis.call('HDEL', P .. K_INFLIGHT, id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)

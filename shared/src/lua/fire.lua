@@ -27,7 +27,9 @@
 --          the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS, E_SHARD_PARAM per shard);
 --          run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
 --          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM; or F_STATUS 'skipped' with
---          F_FINISHED_AT and F_ERROR); active; inflight (forbid / replace); schedule (next
+--          F_FINISHED_AT and F_ERROR); active; inflight (forbid / replace); last (the code of
+--          each job whose newest run this call wrote, one ZADD per call; one ZRANGE
+--          runs:<job> -1 -1 per job fired tells); schedule (next
 --          score or removal); job:<id> (`enabled` false, `updated_at`, `version` + 1 when
 --          exhausted); a `replace` cancels the run in flight (see cancel_run)
 -- Reply:   {"ok" | "fenced", runs fired, jobs skipped as stale (fired or changed elsewhere)}
@@ -60,6 +62,8 @@ local fired, stale = 0, 0
 local active, inflight, reschedule, unschedule = {}, {}, {}, {}
 local indexed = {} -- tick, run pairs newly in a job's run index, for the group's index
 local fired_now = {} -- job id -> run fired by this call (for overlap policies)
+local wrote = {} -- run -> status written by this call, for the last-status index
+local last = {} -- code, job pairs for the last-status index (one ZADD per call)
 
 local function record(rk, version, status, err)
   redis.call('HSET', rk, F_STATUS, status, F_VERSION, version, F_FINISHED_AT, now,
@@ -112,6 +116,7 @@ while i <= #ARGV do
                 'forbid: run ' .. live[1] .. ' was still in flight')
               redis.call('HSET', rk .. '-s' .. s, F_SHARD, s, F_SHARDS, shards)
               if s > 0 then redis.call('ZADD', index, tick, srun) end
+              wrote[srun] = 'skipped'
             end
           else
             for _, r in ipairs(live) do
@@ -142,6 +147,7 @@ while i <= #ARGV do
                 F_SHARD_PARAM, sp)
             end
             if s > 0 then redis.call('ZADD', index, tick, srun) end
+            wrote[srun] = 'queued'
             active[#active + 1] = srun
             active[#active + 1] = e
             fired = fired + 1
@@ -157,8 +163,10 @@ while i <= #ARGV do
         end
         if skipped then
           record(rk, version, 'skipped', 'misfire: the tick was missed by more than the threshold')
+          wrote[run] = 'skipped'
         elseif current and policy == 'f' then
           record(rk, version, 'skipped', 'forbid: run ' .. current .. ' was still in flight')
+          wrote[run] = 'skipped'
         else
           if current then
             cancel_run(P, group, current, channel, 'replaced by run ' .. run, now)
@@ -168,6 +176,7 @@ while i <= #ARGV do
             F_FIRED_BY, token)
           active[#active + 1] = run
           active[#active + 1] = e
+          wrote[run] = 'queued'
           if policy ~= 'a' then
             fired_now[id] = run
             inflight[#inflight + 1] = id
@@ -175,6 +184,14 @@ while i <= #ARGV do
           end
           fired = fired + 1
         end
+      end
+    end
+    if n > 0 then
+      -- The job's newest run, if this call wrote it (a manual run may have a later tick).
+      local st = wrote[redis.call('ZRANGE', index, -1, -1)[1]]
+      if st then
+        last[#last + 1] = last_code(st)
+        last[#last + 1] = id
       end
     end
     if nextv == '' then
@@ -197,4 +214,5 @@ if #unschedule > 0 then redis.call('ZREM', P .. K_SCHEDULE, unpack(unschedule)) 
 if #active > 0 then redis.call('HSET', P .. K_ACTIVE, unpack(active)) end
 if #indexed > 0 then redis.call('ZADD', P .. K_GROUP_RUNS, unpack(indexed)) end
 if #inflight > 0 then redis.call('HSET', P .. K_INFLIGHT, unpack(inflight)) end
+if #last > 0 then redis.call('ZADD', P .. K_LAST, unpack(last)) end
 return {'ok', fired, stale}

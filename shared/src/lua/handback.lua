@@ -7,7 +7,8 @@
 -- Reads:   the stream's pending list; run record (F_STATUS, F_HISTORY, F_ATTEMPT,
 --          F_STARTED_AT)
 -- Writes:  the pending list (XCLAIM ... IDLE to itself); a running run's record goes back to
---          F_STATUS 'queued' with a `handed_back` attempt in F_HISTORY and F_ERROR
+--          F_STATUS 'queued' with a `handed_back` attempt in F_HISTORY and F_ERROR; last (if
+--          it is its job's newest run)
 -- Reply:   1.
 local me = ARGV[1]
 local stream = P .. K_STREAM
@@ -23,6 +24,9 @@ for i = 3, #ARGV, 2 do
         started_at = tonumber(f[3]), error = 'its executor shut down before it finished'}
       redis.call('HSET', rk, F_STATUS, 'queued', F_HISTORY, cjson.encode(list),
         F_ERROR, 'handed back by ' .. me .. ' at shutdown')
+      local last = {}
+      note_last(P, ARGV[i + 1], 'queued', last)
+      write_last(P, last)
     end
   end
 end

@@ -39,6 +39,30 @@ local function active_shards(P, base, shards)
   return live
 end
 
+-- The job table's last-status index (`last`, views/last.rs): every job of the group -> the
+-- code of its newest run's status (`last_code`, written before this prelude by the loader).
+-- A script that changes a run's status notes it with note_last into a batch of code, job
+-- pairs and writes the batch with one ZADD (write_last); only a job's newest run (the top
+-- of runs:<job>, a run id starting with its job id) counts. reindex_last sets a job's
+-- code from its newest run as recorded, after runs were added or removed.
+local function note_last(P, run, status, batch)
+  local job = string.match(run, '^[^-]+')
+  if redis.call('ZRANGE', P .. K_RUNS .. job, -1, -1)[1] == run then
+    batch[#batch + 1] = last_code(status)
+    batch[#batch + 1] = job
+  end
+end
+
+local function write_last(P, batch)
+  if #batch > 0 then redis.call('ZADD', P .. K_LAST, unpack(batch)) end
+end
+
+local function reindex_last(P, job)
+  local top = redis.call('ZRANGE', P .. K_RUNS .. job, -1, -1)[1]
+  local st = top and redis.call('HGET', P .. K_RUN .. top, F_STATUS)
+  redis.call('ZADD', P .. K_LAST, last_code(st), job)
+end
+
 -- Cancels a run. One that has not started is cancelled at once: its entry is deleted if no
 -- worker has read it yet, or acknowledged if it is waiting for a retry, and its job's
 -- in-flight marker is released if it holds it (a run id starts with its job id, which
@@ -59,6 +83,9 @@ local function cancel_run(P, group, run, channel, reason, now)
   end
   if (st == 'queued' and not held) or waiting then
     redis.call('HSET', rk, F_STATUS, 'cancelled', F_FINISHED_AT, now, F_ERROR, reason)
+    local last = {}
+    note_last(P, run, 'cancelled', last)
+    write_last(P, last)
     redis.call('HDEL', rk, F_RETRY_AT)
     if entry then
       if waiting then

@@ -12,10 +12,11 @@
 -- ARGV[6..] field, value pairs of the definition
 -- Reads:   job:<id> (existence, `version`); runs:<job>, run records (F_STATUS, F_ENTRY) and
 --          the stream's pending list (recall)
--- Writes:  job:<id> (the fields; `version` + 1); on create: jobs, the job index, the job id
---          set, the group set, the consumer group (created at the stream's start); schedule;
---          on a recall: deletes the recalled run records, their runs:<job>, group-runs and
---          active members, and their stream entries no worker has read yet
+-- Writes:  job:<id> (the fields; `version` + 1); on create: jobs, last (code 0: no run), the
+--          job index, the job id set, the group set, the consumer group (created at the
+--          stream's start); schedule; on a recall: deletes the recalled run records, their
+--          runs:<job>, group-runs and active members, and their stream entries no worker has
+--          read yet, and sets the job's last code from its newest run left
 -- Reply:   the new version; errors "EXISTS" (create), "NOTFOUND" and "CONFLICT" (update).
 local id, group, mode = ARGV[1], ARGV[2], ARGV[3]
 local jk = P .. K_JOB .. id
@@ -34,6 +35,7 @@ local version = redis.call('HINCRBY', jk, 'version', 1)
 local stream = P .. K_STREAM
 if mode == 'create' then
   redis.call('ZADD', P .. K_JOBS, 0, id)
+  redis.call('ZADD', P .. K_LAST, 0, id)
   redis.call('HSET', KEYS[2], id, group)
   redis.call('ZADD', KEYS[3], 0, id)
   redis.call('SADD', KEYS[4], group)
@@ -54,6 +56,7 @@ if mode == 'update' and ARGV[5] ~= 'keep' then
   -- would execute with its record gone).
   local now = now_ms()
   local runs_key = P .. K_RUNS .. id
+  local recalled = false
   for _, run in ipairs(redis.call('ZRANGE', runs_key, '(' .. (now + 250), '+inf', 'BYSCORE')) do
     local rk = P .. K_RUN .. run
     local f = redis.call('HMGET', rk, F_STATUS, F_ENTRY)
@@ -65,7 +68,9 @@ if mode == 'update' and ARGV[5] ~= 'keep' then
       if f[2] and not redis.call('XPENDING', stream, CONSUMER_GROUP, f[2], f[2], 1)[1] then
         redis.call('XDEL', stream, f[2])
       end
+      recalled = true
     end
   end
+  if recalled then reindex_last(P, id) end
 end
 return version

@@ -7,7 +7,7 @@
 --          marked running, i.e. reclaimed from an executor that stopped mid-attempt)
 -- Writes:  run record: F_HISTORY (an `interrupted` attempt), then F_STATUS 'running',
 --          F_STARTED_AT, F_WORKER, F_ATTEMPT; deletes F_RETRY_AT, F_FINISHED_AT,
---          F_DURATION_MS, F_CODE
+--          F_DURATION_MS, F_CODE; last (a job whose newest run it is: one ZADD per call)
 -- Reply:   {now, verdict, ...}: "ok" to run it; "gone" when the run record is missing;
 --          "poison" when its executors died during that many started attempts (it must not
 --          run again); otherwise the run's status when it must not run (e.g. "cancelled").
@@ -15,6 +15,7 @@ local worker = ARGV[1]
 local poison = tonumber(ARGV[2])
 local now = now_ms()
 local out = {tostring(now)}
+local last = {}
 
 -- A run still marked running was reclaimed from an executor that stopped mid-attempt: keep
 -- that attempt in the history. Returns how many attempts were interrupted so far.
@@ -43,6 +44,7 @@ for i = 3, #ARGV, 2 do
     else
       redis.call('HSET', rk, F_STATUS, 'running', F_STARTED_AT, now, F_WORKER, worker,
         F_ATTEMPT, ARGV[i + 1])
+      note_last(P, ARGV[i], 'running', last)
       redis.call('HDEL', rk, F_RETRY_AT, F_FINISHED_AT, F_DURATION_MS, F_CODE)
       out[#out + 1] = 'ok'
     end
@@ -50,4 +52,5 @@ for i = 3, #ARGV, 2 do
     out[#out + 1] = st
   end
 end
+write_last(P, last)
 return out

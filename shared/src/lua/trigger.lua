@@ -31,9 +31,9 @@
 -- Writes:  seq (+ count, unless the run id is given); the stream (E_RUN, E_VERSION, and where they apply E_PARAMS,
 --          E_SHARD, E_SHARDS, E_SHARD_PARAM); run record (F_STATUS 'queued', F_ENTRY,
 --          F_VERSION, and where they apply F_TRIGGER, F_PARAMS, F_PARENT_RUN, F_SHARD,
---          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; inflight (forbid /
---          replace); a `replace` cancels the run in flight (see cancel_run);
---          idem:<job>:<key> (SET PX the window)
+--          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; last (queued, if
+--          one of these runs is the job's newest); inflight (forbid / replace); a `replace`
+--          cancels the run in flight (see cancel_run); idem:<job>:<key> (SET PX the window)
 -- Reply:   the run id (a list of one) for a single run, an empty list for a bulk, a list of
 --          shard runs for a sharded job; errors "NOTFOUND" (no such job), "SHARDED" (the
 --          shards must be spelled out), "INFLIGHT <run>" (forbid: a run is in flight),
@@ -143,6 +143,15 @@ for n = last - count + 1, last do
 end
 redis.call('ZADD', P .. K_RUNS .. id, unpack(index))
 redis.call('ZADD', P .. K_GROUP_RUNS, unpack(index))
+-- The job's newest run is queued if it is one of these runs (a tick fired ahead, later
+-- than now, may be newer).
+local top = redis.call('ZRANGE', P .. K_RUNS .. id, -1, -1)[1]
+for _, r in ipairs(out) do
+  if r == top then
+    redis.call('ZADD', P .. K_LAST, last_code('queued'), id)
+    break
+  end
+end
 redis.call('HSET', P .. K_ACTIVE, unpack(active))
 if policy ~= 'allow' then
   -- A sharded job's marker names the base run (its shards are checked one by one).

@@ -1,9 +1,11 @@
 //! `backfill.lua`: the one-time backfill of a group's run index (`group-runs`) from its job
-//! run indexes, for runs recorded before `group-runs` existed.
+//! run indexes, for runs recorded before `group-runs` existed; and `backfill_last.lua`: the
+//! one-time backfill of the job table's last-status index (`last`) for jobs that existed
+//! before it.
 
 use redis::aio::ConnectionLike;
 
-use super::{BACKFILL, ScriptArgs};
+use super::{BACKFILL, BACKFILL_LAST, ScriptArgs};
 use crate::error::Result;
 
 /// Adds the entries of a batch of a group's job run indexes to the group run index; after
@@ -69,6 +71,36 @@ fn decode((next, added, done_before): (String, u64, u8)) -> BackfillReply {
     }
 }
 
+/// Sets the last-status index code of a batch of a group's jobs from their newest runs;
+/// after the last job, marks the group's index backfilled.
+#[derive(Clone, Copy, Debug)]
+pub struct BackfillLast<'a> {
+    /// Start after this job id (the previous call's [`BackfillReply::Continue`]); `None`
+    /// for the first job.
+    pub after: Option<&'a str>,
+    /// Jobs indexed per call at most.
+    pub jobs: usize,
+}
+
+impl BackfillLast<'_> {
+    /// Runs `backfill_last.lua` for the group `prefix`. The reply's `added` counts the jobs
+    /// indexed.
+    pub async fn call<C: ConnectionLike + Send>(
+        &self,
+        c: &mut C,
+        prefix: &str,
+    ) -> Result<BackfillReply> {
+        let mut inv = BACKFILL_LAST.prepare_invoke();
+        self.encode(&mut inv, prefix);
+        let reply: (String, u64, u8) = inv.invoke_async(c).await?;
+        Ok(decode(reply))
+    }
+
+    fn encode(&self, inv: &mut impl ScriptArgs, prefix: &str) {
+        inv.key(prefix).arg(self.after.unwrap_or("")).arg(self.jobs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +125,18 @@ mod tests {
         }
         .encode(&mut r, "p:{g}:");
         assert_eq!(r.args, ["01abc", "2", "1"]);
+    }
+
+    #[test]
+    fn a_last_status_backfill_encodes_as_the_script_reads_it() {
+        let mut r = Recorder::default();
+        BackfillLast {
+            after: Some("01abc"),
+            jobs: 500,
+        }
+        .encode(&mut r, "p:{g}:");
+        assert_eq!(r.keys, ["p:{g}:"]);
+        assert_eq!(r.args, ["01abc", "500"]);
     }
 
     #[test]

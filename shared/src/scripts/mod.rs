@@ -44,7 +44,7 @@ mod touch;
 mod trigger;
 mod trim;
 
-pub use backfill::{Backfill, BackfillReply};
+pub use backfill::{Backfill, BackfillLast, BackfillReply};
 pub use cancel::{Cancel, CancelOutcome};
 pub use claim::{Claim, ClaimReply, Claimed};
 pub use complete::{Attempt, AttemptOutcome, Complete, Recorded};
@@ -87,8 +87,9 @@ fn lua_names() -> HashMap<String, &'static str> {
 /// shared name replaced by its value.
 fn source(body: &str) -> String {
     let text = format!(
-        "local CLOCK_OFFSET_MS = {}\nlocal P = KEYS[1]\n{PRELUDE}{body}",
-        clock_offset_ms()
+        "local CLOCK_OFFSET_MS = {}\nlocal P = KEYS[1]\n{}{PRELUDE}{body}",
+        clock_offset_ms(),
+        crate::views::last::lua_last_code()
     );
     expand(&text, &lua_names())
 }
@@ -163,6 +164,7 @@ scripts! {
     RECHECK = "recheck.lua";
     BACKFILL = "backfill.lua";
     SHARD_DONE = "shard_done.lua";
+    BACKFILL_LAST = "backfill_last.lua";
 }
 
 /// Where a wrapper writes its script's keys and arguments: the invocation, or in unit tests

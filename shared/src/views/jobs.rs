@@ -2,10 +2,14 @@
 //! filtered by group, name, enabled and last run status, with the total count of matches.
 //!
 //! Without a name, enabled or status filter the total is the index's cardinality and a
-//! page reads only its own jobs. With one, a read-only script (`scan_jobs.lua`) checks the
-//! jobs in scope inside Redis, [`super::JOBS_PER_CALL`] per call, reading only what the
-//! filters need (name, enabled, the newest run's status); only the count and the page's
-//! ids cross the wire.
+//! page reads only its own jobs. With a last-status filter, the group's last-status index
+//! ([`super::last`]) gives the jobs of that status (`scan_last.lua`): the total is one
+//! `ZCOUNT` per group, or with a name or enabled filter as well, those two are checked on
+//! that status's jobs only. With only a name or enabled filter (or in a group whose index
+//! is not backfilled yet), a read-only script (`scan_jobs.lua`) checks the jobs in scope
+//! inside Redis, [`super::JOBS_PER_CALL`] per call, reading only what the filters need
+//! (name, enabled, the newest run's status). Either way only the count and the page's ids
+//! cross the wire.
 
 use std::collections::HashMap;
 
@@ -20,44 +24,8 @@ use crate::model::run::{Run, RunStatus};
 use crate::store::PAGE_MAX;
 use crate::time::opt_ms_rfc3339;
 
-use super::{JOBS_PER_CALL, JobRef, SCAN_JOBS, check_group, hgetall_many};
-
-/// The status of a job's newest run, or that it never ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LastStatus {
-    /// Its newest run is in this status.
-    Is(RunStatus),
-    /// It has no run (kept).
-    Never,
-}
-
-/// In OpenAPI: a string, one of the run statuses or `none` (derived from [`RunStatus::ALL`]).
-#[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for LastStatus {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        let names = RunStatus::ALL.map(RunStatus::as_str);
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some("A run status, or `none` (the job has no run)."))
-            .enum_values(Some(names.into_iter().chain(["none"])))
-            .into()
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for LastStatus {}
-
-impl LastStatus {
-    /// A run status name, or `none`.
-    pub fn parse(s: &str) -> Option<Self> {
-        if s == "none" {
-            Some(Self::Never)
-        } else {
-            RunStatus::parse(s).map(Self::Is)
-        }
-    }
-}
+pub use super::last::LastStatus;
+use super::{JOBS_PER_CALL, JobRef, SCAN_JOBS, check_group, hgetall_many, last};
 
 /// What to list.
 #[derive(Clone, Debug, Default)]
@@ -222,29 +190,53 @@ async fn filtered_page(
         }
     };
     let enabled = q.enabled.map_or("", |e| if e { "true" } else { "false" });
-    let last = match q.last_status {
+    let last_name = match q.last_status {
         None => "",
         Some(LastStatus::Never) => "none",
         Some(LastStatus::Is(s)) => s.as_str(),
     };
     let want = limit + 1;
+    // A last-status filter reads the group's index once it holds every job.
+    let indexed = match q.last_status {
+        Some(_) => last::ready(c, keys, &groups).await?,
+        None => vec![false; groups.len()],
+    };
     let mut page = Vec::new();
     let mut total = 0u64;
-    for g in groups {
+    for (g, indexed) in groups.into_iter().zip(indexed) {
         let mut start = String::new();
         let mut got = 0;
         loop {
-            let reply: Vec<String> = SCAN_JOBS
-                .key(keys.group_prefix(&g))
-                .arg(&start)
-                .arg(JOBS_PER_CALL)
-                .arg(needle)
-                .arg(enabled)
-                .arg(last)
-                .arg(cursor.unwrap_or(""))
-                .arg(want - got)
-                .invoke_async(c)
-                .await?;
+            let reply: Vec<String> = match q.last_status {
+                Some(status) if indexed => {
+                    last::scan_call(
+                        c,
+                        keys,
+                        &g,
+                        status,
+                        &start,
+                        JOBS_PER_CALL,
+                        needle,
+                        enabled,
+                        cursor.unwrap_or(""),
+                        want - got,
+                    )
+                    .await?
+                }
+                _ => {
+                    SCAN_JOBS
+                        .key(keys.group_prefix(&g))
+                        .arg(&start)
+                        .arg(JOBS_PER_CALL)
+                        .arg(needle)
+                        .arg(enabled)
+                        .arg(last_name)
+                        .arg(cursor.unwrap_or(""))
+                        .arg(want - got)
+                        .invoke_async(c)
+                        .await?
+                }
+            };
             let mut it = reply.into_iter();
             let next = it.next().unwrap_or_default();
             total += it.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);

@@ -14,6 +14,7 @@
 //! [`JOBS_PER_CALL`] jobs per script call.
 
 pub mod jobs;
+pub mod last;
 pub mod overview;
 pub mod runs;
 
