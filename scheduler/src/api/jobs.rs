@@ -237,8 +237,12 @@ pub struct TriggerBody {
 /// Answer of a trigger.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Triggered {
-    /// The new run (`<job id>-m<ms>-<n>`).
+    /// The new run (`<job id>-m<ms>-<n>`); of a sharded or broadcast job, its first run.
     run_id: String,
+    /// Every run enqueued when there are several: one per shard of a sharded job, one per
+    /// live executor of a broadcast job (`<run>-e<executor>`); absent for a single run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    runs: Vec<String>,
     job_id: String,
     /// What may delay the run (e.g. no live executor in the group); absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -262,10 +266,17 @@ pub async fn trigger(
     OptionalJson(body): OptionalJson<TriggerBody>,
 ) -> Result<(StatusCode, Json<Triggered>), ApiError> {
     check_id(&id)?;
-    let run_id = s
+    let mut runs = s
         .store
-        .trigger(&id, body.params.as_ref(), "manual", None)
+        .trigger_runs(&id, body.params.as_ref(), "manual", None)
         .await?;
+    let run_id = runs
+        .first()
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    if runs.len() == 1 {
+        runs.clear();
+    }
     let group = s.store.view_job(&id).await.map(|v| v.spec.group);
     let warnings = match group {
         Ok(g) => {
@@ -278,6 +289,7 @@ pub async fn trigger(
         StatusCode::ACCEPTED,
         Json(Triggered {
             run_id,
+            runs,
             job_id: id,
             warnings,
         }),

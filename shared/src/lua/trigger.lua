@@ -24,9 +24,12 @@
 --          F_VERSION, and where they apply F_TRIGGER, F_PARAMS, F_PARENT_RUN, F_SHARD,
 --          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; inflight (forbid /
 --          replace); a `replace` cancels the run in flight (see cancel_run)
+-- A broadcast job's run becomes one run `<run>-e<executor>` per live, enabled executor
+-- (see live_executors), each in that executor's own stream (F_EXECUTOR, F_WORKER), or one
+-- `skipped` run `<run>` when no executor is live.
 -- Reply:   the run id (a list of one) for a single run, an empty list for a bulk, a list of
---          shard runs for a sharded job; errors "NOTFOUND" (no such job), "SHARDED" (the
---          shards must be spelled out), "INFLIGHT <run>" (forbid: a run is in flight),
+--          shard runs for a sharded job, of executor runs for a broadcast job; errors
+--          "NOTFOUND" (no such job), "SHARDED" (the shards must be spelled out), "INFLIGHT <run>" (forbid: a run is in flight),
 --          "BULK" (a bulk trigger of a job that does not allow overlap).
 local group, id, params, kind, parent = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local job = redis.call('HMGET', P .. K_JOB .. id, 'version', 'concurrency', 'routing')
@@ -40,6 +43,9 @@ local now = now_ms()
 local count = tonumber(ARGV[7] or '1')
 if count > 1 and policy ~= 'allow' then
   return redis.error_reply('BULK bulk triggers need concurrency `allow`')
+end
+if count > 1 and job[3] and string.find(job[3], '"broadcast"', 1, true) then
+  return redis.error_reply('BULK bulk triggers need routing `any`')
 end
 local current = policy ~= 'allow' and redis.call('HGET', P .. K_INFLIGHT, id)
 if current and run_active(P, current) then
@@ -60,6 +66,37 @@ local function enqueued(run, e)
   active[#active + 1] = run
   active[#active + 1] = e
   out[#out + 1] = run
+end
+if job[3] and string.find(job[3], '"broadcast"', 1, true) then
+  local run = base .. last
+  local live = live_executors(P, now)
+  local extra = {}
+  if not plain then extra = {F_TRIGGER, kind} end
+  if params ~= '' then extra[#extra + 1] = F_PARAMS; extra[#extra + 1] = params end
+  if parent ~= '' then extra[#extra + 1] = F_PARENT_RUN; extra[#extra + 1] = parent end
+  if #live == 0 then
+    redis.call('HSET', key_base .. last, F_STATUS, 'skipped', F_VERSION, version,
+      F_FINISHED_AT, now, F_ERROR, 'broadcast: no live executor in the group', unpack(extra))
+    index = {now, run}
+    out = {run}
+  end
+  for _, ex in ipairs(live) do
+    local erun = run .. '-e' .. ex
+    local e
+    if params ~= '' then
+      e = redis.call('XADD', P .. K_EXECUTOR_STREAM .. ex, '*', E_RUN, erun, E_VERSION,
+        version, E_PARAMS, params)
+    else
+      e = redis.call('XADD', P .. K_EXECUTOR_STREAM .. ex, '*', E_RUN, erun, E_VERSION, version)
+    end
+    redis.call('HSET', key_base .. last .. '-e' .. ex, F_STATUS, 'queued', F_ENTRY, e,
+      F_VERSION, version, F_EXECUTOR, ex, F_WORKER, ex, unpack(extra))
+    enqueued(erun, e)
+  end
+  redis.call('ZADD', P .. K_RUNS .. id, unpack(index))
+  redis.call('ZADD', P .. K_GROUP_RUNS, unpack(index))
+  if #active > 0 then redis.call('HSET', P .. K_ACTIVE, unpack(active)) end
+  return out
 end
 for n = last - count + 1, last do
   local ns = tostring(n)

@@ -36,6 +36,7 @@ mod jobs;
 mod lease;
 mod reap;
 mod recheck;
+mod retire;
 #[cfg(test)]
 mod redis_tests;
 mod start;
@@ -54,6 +55,7 @@ pub use jobs::{DeleteJob, NextFire, SaveJob, SaveMode, SaveReply};
 pub use lease::{Lease, LeaseAction, LeaseReply};
 pub use reap::{Reap, ReapReply};
 pub use recheck::{Recheck, RecheckReply, RunCheck};
+pub use retire::Retire;
 pub use start::{MarkRunning, Start, StartReply, StartVerdict};
 pub use touch::{Touch, TouchReply};
 pub use trigger::{ShardSpan, Trigger, TriggerKind, TriggerReply};
@@ -160,6 +162,7 @@ scripts! {
     MARK = "mark.lua";
     RECHECK = "recheck.lua";
     BACKFILL = "backfill.lua";
+    RETIRE = "retire.lua";
 }
 
 /// Where a wrapper writes its script's keys and arguments: the invocation, or in unit tests

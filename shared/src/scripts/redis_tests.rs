@@ -68,6 +68,7 @@ async fn a_job_saved_since_it_was_read_is_not_fired_with_the_old_version() {
             ticks: vec![score],
             skip: None,
             shards: None,
+            broadcast: false,
         }]
     };
     let stale = fire(1);

@@ -12,7 +12,8 @@ use crate::scripts::{ShardSpan, Trigger, TriggerKind, TriggerReply};
 pub type Shard = (u32, u32, String);
 
 impl Store {
-    /// Enqueues a run by hand, with an optional params override; returns the run id.
+    /// Enqueues a run by hand, with an optional params override; returns the run id (the
+    /// first one of a sharded or broadcast job: see [`Store::trigger_runs`]).
     pub async fn trigger<'k>(
         &self,
         id: &str,
@@ -20,6 +21,21 @@ impl Store {
         kind: impl Into<TriggerKind<'k>>,
         parent_run: Option<&str>,
     ) -> Result<String> {
+        let runs = self.trigger_runs(id, params, kind, parent_run).await?;
+        runs.into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+    }
+
+    /// [`Store::trigger`], answering every run enqueued: one per shard of a sharded job, one
+    /// per live executor of a broadcast job (or its one `skipped` run when none is live).
+    pub async fn trigger_runs<'k>(
+        &self,
+        id: &str,
+        params: Option<&Value>,
+        kind: impl Into<TriggerKind<'k>>,
+        parent_run: Option<&str>,
+    ) -> Result<Vec<String>> {
         let params = match params {
             Some(p) => {
                 let s = serde_json::to_string(p).unwrap_or_default();
@@ -37,12 +53,8 @@ impl Store {
             }
             None => None,
         };
-        let runs = self
-            .enqueue(id, params.as_deref(), kind.into(), parent_run, 1, None)
-            .await?;
-        runs.into_iter()
-            .next()
-            .ok_or_else(|| Error::NotFound(format!("job {id}")))
+        self.enqueue(id, params.as_deref(), kind.into(), parent_run, 1, None)
+            .await
     }
 
     /// Enqueues one shard of a sharded job again, e.g. a dead shard run being requeued.
@@ -151,7 +163,7 @@ fn enqueued(reply: TriggerReply, id: &str) -> Result<Vec<String>> {
             "job {id} forbids overlapping runs and run {run} is still in flight"
         ))),
         TriggerReply::BulkNeedsAllow => Err(Error::Conflict(format!(
-            "job {id}: bulk triggers need concurrency `allow`"
+            "job {id}: bulk triggers need concurrency `allow` and routing `any`"
         ))),
         TriggerReply::NeedsShards => Err(Error::Conflict(format!("job {id} changed concurrently"))),
     }

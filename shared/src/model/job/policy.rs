@@ -35,9 +35,10 @@ pub enum ConcurrencyPolicy {
     Replace,
 }
 
-/// Where runs execute: `any` one executor, or `sharded` into N runs (run ids end `-s<k>`),
-/// each with its shard index and parameter (a sharded job needs concurrency `allow` and no
-/// children). `broadcast` (every live executor) is not supported yet and is refused.
+/// Where runs execute: `any` one executor, `broadcast` to every live, enabled executor (one
+/// run per executor, run ids end `-e<executor>`), or `sharded` into N runs (run ids end
+/// `-s<k>`), each with its shard index and parameter (a broadcast or sharded job needs
+/// concurrency `allow` and no children).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
@@ -45,7 +46,8 @@ pub enum Routing {
     /// One run on any executor of the group.
     #[default]
     Any,
-    /// One run on every live executor of the group (refused for now).
+    /// One run on every live, enabled executor of the group at fire time, run by that
+    /// executor only.
     Broadcast,
     /// `shards` runs per tick or trigger, each with its index and parameter.
     Sharded {

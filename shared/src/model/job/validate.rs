@@ -214,8 +214,8 @@ pub(super) fn shards(routing: &Routing) -> Result<()> {
     Ok(())
 }
 
-/// What a routing mode allows: `broadcast` is refused; a sharded job needs concurrency
-/// `allow` and no children.
+/// What a routing mode allows: a broadcast job (see [`broadcast`]) and a sharded job need
+/// concurrency `allow` and no children.
 pub(super) fn routing_mode(
     routing: &Routing,
     concurrency: ConcurrencyPolicy,
@@ -223,10 +223,7 @@ pub(super) fn routing_mode(
 ) -> Result<()> {
     match routing {
         Routing::Any => Ok(()),
-        Routing::Broadcast => Err(Error::invalid(
-            "routing.mode",
-            "`broadcast` is not supported yet; use `any` or `sharded`",
-        )),
+        Routing::Broadcast => broadcast(concurrency, children),
         Routing::Sharded { .. } if concurrency != ConcurrencyPolicy::Allow => Err(Error::invalid(
             "concurrency",
             "a sharded job needs concurrency `allow`",
@@ -237,6 +234,25 @@ pub(super) fn routing_mode(
         )),
         Routing::Sharded { .. } => Ok(()),
     }
+}
+
+/// A broadcast job runs once per live executor per tick: an overlap policy (`forbid`,
+/// `replace`) would have to weigh one executor's run against another's, and children would
+/// fire once per executor; both are refused rather than guessed.
+fn broadcast(concurrency: ConcurrencyPolicy, children: &[String]) -> Result<()> {
+    if concurrency != ConcurrencyPolicy::Allow {
+        return Err(Error::invalid(
+            "concurrency",
+            "a broadcast job needs concurrency `allow` (each executor runs its own copy of every tick)",
+        ));
+    }
+    if !children.is_empty() {
+        return Err(Error::invalid(
+            "children",
+            "a broadcast job cannot have child jobs (they would fire once per executor)",
+        ));
+    }
+    Ok(())
 }
 
 /// Children: at most 32 job ids, none of them the job itself (`id`).
@@ -384,9 +400,18 @@ mod tests {
         assert_eq!(field(shards(&sharded(3, 2))), "routing.shard_params");
         let allow = ConcurrencyPolicy::Allow;
         assert!(routing_mode(&Routing::Any, ConcurrencyPolicy::Forbid, &["01a".into()]).is_ok());
+        assert!(routing_mode(&Routing::Broadcast, allow, &[]).is_ok());
         assert_eq!(
-            field(routing_mode(&Routing::Broadcast, allow, &[])),
-            "routing.mode"
+            field(routing_mode(
+                &Routing::Broadcast,
+                ConcurrencyPolicy::Forbid,
+                &[]
+            )),
+            "concurrency"
+        );
+        assert_eq!(
+            field(routing_mode(&Routing::Broadcast, allow, &["01a".into()])),
+            "children"
         );
         assert_eq!(
             field(routing_mode(
