@@ -59,7 +59,11 @@ fn by_tick(job: &str, runs: &[Value]) -> BTreeMap<i64, Vec<(String, Value)>> {
         let tick = ms(&r["scheduled_at"]);
         let id = r["id"].as_str().unwrap();
         let ex = r["executor"].as_str().unwrap_or("").to_owned();
-        assert_eq!(id, format!("{job}-{tick}-e{ex}"), "run id names its executor: {r}");
+        assert_eq!(
+            id,
+            format!("{job}-{tick}-e{ex}"),
+            "run id names its executor: {r}"
+        );
         let list = out.entry(tick).or_default();
         assert!(
             list.iter().all(|(e, _)| *e != ex),
@@ -136,9 +140,11 @@ async fn every_tick_runs_once_per_live_enabled_executor_and_a_killed_executors_r
     let api = Api::new(&base);
     api.wait_ready().await;
     let fast = api
-        .create_job(&json!({"name": "everywhere", "group": group, "handler": "shell",
+        .create_job(
+            &json!({"name": "everywhere", "group": group, "handler": "shell",
             "schedule": "*/1 * * * * *", "routing": {"mode": "broadcast"},
-            "params": {"command": ["true"]}}))
+            "params": {"command": ["true"]}}),
+        )
         .await;
     let fast = fast["id"].as_str().unwrap().to_owned();
     let mut workers: Vec<Proc> = (0..3).map(|_| spawn_worker(&url, &prefix, group)).collect();
@@ -175,7 +181,11 @@ async fn every_tick_runs_once_per_live_enabled_executor_and_a_killed_executors_r
         }
     }
     let a = api
-        .call("POST", &format!("/groups/{group}/executors/{off}/enable"), None)
+        .call(
+            "POST",
+            &format!("/groups/{group}/executors/{off}/enable"),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(a.status, 200, "{:?}", a.body);
@@ -183,9 +193,11 @@ async fn every_tick_runs_once_per_live_enabled_executor_and_a_killed_executors_r
     // A manual trigger of a slow broadcast job: one run per live executor. Killing one
     // executor mid-run ends its run `lost`; the others finish theirs.
     let slow = api
-        .create_job(&json!({"name": "slow everywhere", "group": group, "handler": "shell",
+        .create_job(
+            &json!({"name": "slow everywhere", "group": group, "handler": "shell",
             "routing": {"mode": "broadcast"}, "timeout_ms": 60000,
-            "params": {"command": ["sleep", "3"]}}))
+            "params": {"command": ["sleep", "3"]}}),
+        )
         .await;
     let slow = slow["id"].as_str().unwrap().to_owned();
     let a = api
@@ -231,18 +243,26 @@ async fn every_tick_runs_once_per_live_enabled_executor_and_a_killed_executors_r
     }
 
     // Once the killed executor is seen dead (forgotten), ticks go to the two survivors only.
-    wait_for("the killed executor forgotten", Duration::from_secs(20), || {
-        let api = api.clone();
-        let victim = victim.clone();
-        async move {
-            let a = api
-                .call("GET", &format!("/groups/{group}/executors"), None)
-                .await
-                .ok()?;
-            let gone = a.body.as_array()?.iter().all(|e| e["id"] != victim.as_str());
-            gone.then_some(())
-        }
-    })
+    wait_for(
+        "the killed executor forgotten",
+        Duration::from_secs(20),
+        || {
+            let api = api.clone();
+            let victim = victim.clone();
+            async move {
+                let a = api
+                    .call("GET", &format!("/groups/{group}/executors"), None)
+                    .await
+                    .ok()?;
+                let gone = a
+                    .body
+                    .as_array()?
+                    .iter()
+                    .all(|e| e["id"] != victim.as_str());
+                gone.then_some(())
+            }
+        },
+    )
     .await;
     let seen_dead = now_ms();
     let survivors: BTreeSet<String> = all.iter().filter(|e| **e != victim).cloned().collect();
@@ -281,7 +301,10 @@ async fn every_tick_runs_once_per_live_enabled_executor_and_a_killed_executors_r
             assert!(!executors_of(&rs).contains(&victim), "tick {tick}: {rs:?}");
         }
     }
-    eprintln!("broadcast: {} runs, {lost} lost on the killed executor", runs.len());
+    eprintln!(
+        "broadcast: {} runs, {lost} lost on the killed executor",
+        runs.len()
+    );
     delete_prefix(&url, &prefix).await;
 }
 
@@ -293,8 +316,10 @@ async fn a_manual_trigger_runs_once_per_live_executor_and_retries_stay_on_it() {
     let api = Api::new(&sched.base);
     let group = "bt";
     let echo = api
-        .create_job(&json!({"name": "echo everywhere", "group": group, "handler": "echo",
-            "routing": {"mode": "broadcast"}, "params": {"x": 1}}))
+        .create_job(
+            &json!({"name": "echo everywhere", "group": group, "handler": "echo",
+            "routing": {"mode": "broadcast"}, "params": {"x": 1}}),
+        )
         .await;
     let echo = echo["id"].as_str().unwrap().to_owned();
     let _workers: Vec<TestWorker> = (0..3)
@@ -335,9 +360,11 @@ async fn a_manual_trigger_runs_once_per_live_executor_and_retries_stay_on_it() {
 
     // A failed attempt is retried by the same executor.
     let flaky = api
-        .create_job(&json!({"name": "flaky everywhere", "group": group, "handler": "flaky",
+        .create_job(
+            &json!({"name": "flaky everywhere", "group": group, "handler": "flaky",
             "routing": {"mode": "broadcast"}, "params": {"failures": 1}, "max_attempts": 3,
-            "backoff": {"base_ms": 200, "max_ms": 400}}))
+            "backoff": {"base_ms": 200, "max_ms": 400}}),
+        )
         .await;
     let flaky = flaky["id"].as_str().unwrap().to_owned();
     let a = api
@@ -364,15 +391,20 @@ async fn a_manual_trigger_runs_once_per_live_executor_and_retries_stay_on_it() {
 
     // No live executor: the trigger is recorded as one skipped run saying why.
     let lonely = api
-        .create_job(&json!({"name": "nobody home", "group": "bt-empty", "handler": "echo",
-            "routing": {"mode": "broadcast"}}))
+        .create_job(
+            &json!({"name": "nobody home", "group": "bt-empty", "handler": "echo",
+            "routing": {"mode": "broadcast"}}),
+        )
         .await;
     let lonely = lonely["id"].as_str().unwrap().to_owned();
     let run = api.trigger(&lonely, None).await;
     let r = api.run(&run).await;
     assert_eq!(r["status"], "skipped", "{r}");
     assert!(
-        r["error"].as_str().unwrap_or("").contains("no live executor"),
+        r["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no live executor"),
         "{r}"
     );
 

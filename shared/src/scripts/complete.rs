@@ -203,10 +203,7 @@ impl Complete<'_> {
         if let Some(own) = own {
             inv.key(&own.stream).key(&own.retry);
         }
-        inv.arg(self.worker)
-            .arg(lo)
-            .arg(hi)
-            .arg(fast.len());
+        inv.arg(self.worker).arg(lo).arg(hi).arg(fast.len());
         for &i in &fast {
             let a = &self.attempts[i];
             inv.arg(a.entry)

@@ -36,9 +36,9 @@ mod jobs;
 mod lease;
 mod reap;
 mod recheck;
-mod retire;
 #[cfg(test)]
 mod redis_tests;
+mod retire;
 mod start;
 mod touch;
 mod trigger;

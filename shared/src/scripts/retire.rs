@@ -35,6 +35,9 @@ mod tests {
     fn a_retire_names_the_executor() {
         let mut r = Recorder::default();
         Retire { executor: "h-1-ab" }.encode(&mut r, "p:{g}:");
-        assert_eq!((r.keys, r.args), (vec!["p:{g}:".to_owned()], vec!["h-1-ab".to_owned()]));
+        assert_eq!(
+            (r.keys, r.args),
+            (vec!["p:{g}:".to_owned()], vec!["h-1-ab".to_owned()])
+        );
     }
 }

@@ -84,7 +84,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 Ok(_) => {}
                 Err(e) => {
                     shared.own_retry_at(Instant::now());
-                    shared.redis.log_failure("claiming runs of the own stream", &e);
+                    shared
+                        .redis
+                        .log_failure("claiming runs of the own stream", &e);
                 }
             }
         }

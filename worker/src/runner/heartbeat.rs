@@ -42,6 +42,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// A held run: (entry, run id).
+type Held = (String, String);
+
 /// Touches in-flight entries and refreshes the registration; returns whether this executor
 /// is disabled.
 async fn beat(shared: &Shared, entries: &[(String, String)]) -> dotjob_shared::Result<bool> {
@@ -49,11 +52,11 @@ async fn beat(shared: &Shared, entries: &[(String, String)]) -> dotjob_shared::R
     let mut disabled = false;
     // Entries of the own stream (broadcast runs) are touched there, by calls of their own;
     // the script takes the ids as Redis knows them.
-    let (own, entries): (Vec<(String, String)>, Vec<(String, String)>) = entries
+    let (own, entries): (Vec<Held>, Vec<Held>) = entries
         .iter()
         .cloned()
         .partition(|(entry, _)| own::is_own(entry));
-    let own: Vec<(String, String)> = own
+    let own: Vec<Held> = own
         .into_iter()
         .map(|(entry, run)| (own::id(&entry).to_owned(), run))
         .collect();
@@ -63,10 +66,10 @@ async fn beat(shared: &Shared, entries: &[(String, String)]) -> dotjob_shared::R
     } else {
         entries.chunks(TOUCH_CHUNK).collect()
     };
-    let calls = chunks
-        .into_iter()
-        .map(|chunk| (chunk, None))
-        .chain(own.chunks(TOUCH_CHUNK).map(|chunk| (chunk, Some(&shared.own))));
+    let calls = chunks.into_iter().map(|chunk| (chunk, None)).chain(
+        own.chunks(TOUCH_CHUNK)
+            .map(|chunk| (chunk, Some(&shared.own))),
+    );
     for (chunk, own) in calls {
         let t = invoke_touch(shared, &mut c, chunk, own).await?;
         // Taken as read when the reply arrived: a lower bound of the Redis clock, so a run
