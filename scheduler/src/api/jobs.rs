@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use dotjob_shared::model::job::{JobInput, JobView, limits, valid_job_id};
+use dotjob_shared::model::job::{JobInput, JobView, Routing, limits, valid_job_id};
 use dotjob_shared::store::{JobFilter, PAGE_MAX, Page};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -277,11 +277,16 @@ pub async fn trigger(
     if runs.len() == 1 {
         runs.clear();
     }
-    let group = s.store.view_job(&id).await.map(|v| v.spec.group);
-    let warnings = match group {
-        Ok(g) => {
-            crate::metrics::triggered(&g, "manual");
-            warnings::for_trigger(&s.store, &g).await
+    let job = s.store.view_job(&id).await.map(|v| v.spec);
+    let warnings = match job {
+        Ok(spec) => {
+            crate::metrics::triggered(&spec.group, "manual");
+            let w = warnings::for_trigger(&s.store, &spec.group).await;
+            if spec.routing == Routing::Broadcast && !w.is_empty() {
+                vec![warnings::broadcast_nowhere(&spec.group, &run_id)]
+            } else {
+                w
+            }
         }
         Err(_) => Vec::new(),
     };
