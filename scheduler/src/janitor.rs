@@ -63,6 +63,8 @@ pub async fn housekeep_held_groups(
         .call(&mut c, &prefix)
         .await?;
         if reaped.lost > 0 {
+            metrics::counter!(dotjob_shared::metrics::RUNS_LOST, "group" => group.clone())
+                .increment(reaped.lost);
             info!(
                 group,
                 lost = reaped.lost,

@@ -322,7 +322,7 @@ async fn a_manual_trigger_runs_once_per_live_executor_and_retries_stay_on_it() {
         )
         .await;
     let echo = echo["id"].as_str().unwrap().to_owned();
-    let _workers: Vec<TestWorker> = (0..3)
+    let mut workers: Vec<TestWorker> = (0..3)
         .map(|_| TestWorker::start(&url, &prefix, group))
         .collect();
     let all = wait_executors(&api, group, 3).await;
@@ -388,6 +388,49 @@ async fn a_manual_trigger_runs_once_per_live_executor_and_retries_stay_on_it() {
             "every attempt on its executor: {r}"
         );
     }
+
+    // An executor shut down while its broadcast run is still going (past its 5 s grace):
+    // the run is not handed back to another executor but ends `lost`.
+    let slow = api
+        .create_job(
+            &json!({"name": "slow everywhere", "group": group, "handler": "sleep",
+            "routing": {"mode": "broadcast"}, "params": {"ms": 30000}}),
+        )
+        .await;
+    let slow = slow["id"].as_str().unwrap().to_owned();
+    let a = api
+        .call("POST", &format!("/jobs/{slow}/trigger"), None)
+        .await
+        .unwrap();
+    let runs: Vec<String> = a.body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(runs.len(), 3, "{:?}", a.body);
+    for run in &runs {
+        api.wait_run_running(run, Duration::from_secs(15)).await;
+    }
+    let leaving = workers.pop().unwrap();
+    leaving.stop().await;
+    let gone: BTreeSet<String> = &all - &live_executors(&api, group).await;
+    let gone = gone.into_iter().next().expect("one executor left");
+    let r = api
+        .wait_run_final(
+            &format!("{}-e{gone}", &runs[0][..runs[0].find("-e").unwrap()]),
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(r["status"], "lost", "{r}");
+    assert!(r["error"].as_str().unwrap().contains(STOPPED), "{r}");
+    for run in runs.iter().filter(|r| !r.ends_with(&format!("-e{gone}"))) {
+        let r = api.run(run).await;
+        assert_eq!(r["status"], "running", "the others go on: {r}");
+    }
+    api.call("DELETE", &format!("/jobs/{slow}"), None)
+        .await
+        .unwrap();
 
     // No live executor: the trigger is recorded as one skipped run saying why.
     let lonely = api
