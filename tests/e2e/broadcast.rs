@@ -240,6 +240,10 @@ async fn every_tick_runs_once_per_live_enabled_executor_and_a_killed_executors_r
             .await;
         assert_eq!(r["status"], "succeeded", "{r}");
         assert_eq!(r["worker"], ex.as_str(), "{r}");
+        // Kept alive by its executor's heartbeat (3 s run, 1 s reclaim time): one attempt,
+        // never taken up again.
+        assert_eq!(r["attempt"], 1, "{r}");
+        assert_eq!(r["attempts"], json!([]), "{r}");
     }
 
     // Once the killed executor is seen dead (forgotten), ticks go to the two survivors only.
@@ -428,9 +432,12 @@ async fn a_manual_trigger_runs_once_per_live_executor_and_retries_stay_on_it() {
         let r = api.run(run).await;
         assert_eq!(r["status"], "running", "the others go on: {r}");
     }
-    api.call("DELETE", &format!("/jobs/{slow}"), None)
+    // Deleting the job takes its runs out of the executors' own streams.
+    let a = api
+        .call("DELETE", &format!("/jobs/{slow}"), None)
         .await
         .unwrap();
+    assert!((200..300).contains(&a.status), "{:?}", a.body);
 
     // No live executor: the trigger is recorded as one skipped run saying why.
     let lonely = api
