@@ -4,7 +4,9 @@
 //! - stream trimming below the oldest entry still pending or undelivered (invariant 7), so
 //!   the stream stays bounded under steady load;
 //! - forgetting executors whose heartbeat stopped, and deleting their consumers once live
-//!   workers have claimed their pending entries.
+//!   workers have claimed their pending entries;
+//! - ending the broadcast runs of executors no longer alive (`lost`: no other executor may
+//!   run them) and deleting the own streams of forgotten executors.
 
 use std::sync::Arc;
 
@@ -60,6 +62,15 @@ pub async fn housekeep_held_groups(
         }
         .call(&mut c, &prefix)
         .await?;
+        if reaped.lost > 0 {
+            metrics::counter!(dotjob_shared::metrics::RUNS_LOST, "group" => group.clone())
+                .increment(reaped.lost);
+            info!(
+                group,
+                lost = reaped.lost,
+                "broadcast runs of executors that stopped were recorded lost"
+            );
+        }
         if reaped.executors + reaped.consumers > 0 {
             info!(
                 group,

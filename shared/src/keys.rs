@@ -67,9 +67,15 @@ pub mod suffix {
     /// String: set (to the Redis time, ms) once `last` was backfilled for every job of the
     /// group (`backfill_last.lua`); until then the job table scans instead.
     pub const LAST_BACKFILLED: &str = "last-backfilled";
+    /// Stream: one executor's own runs (`stream:<executor>`), those of broadcast jobs; read
+    /// through the consumer group `workers` by that executor only.
+    pub const EXECUTOR_STREAM: &str = "stream:";
+    /// Sorted set: entries of one executor's own stream waiting for a retry
+    /// (`retry:<executor>`), entry id → instant it is due.
+    pub const EXECUTOR_RETRY: &str = "retry:";
 
     /// Every suffix with its Lua name (`K_<name>`).
-    pub const ALL: [(&str, &str); 23] = [
+    pub const ALL: [(&str, &str); 25] = [
         ("JOB", JOB),
         ("JOBS", JOBS),
         ("SCHEDULE", SCHEDULE),
@@ -93,6 +99,8 @@ pub mod suffix {
         ("SHARDS_OK", SHARDS_OK),
         ("LAST", LAST),
         ("LAST_BACKFILLED", LAST_BACKFILLED),
+        ("EXECUTOR_STREAM", EXECUTOR_STREAM),
+        ("EXECUTOR_RETRY", EXECUTOR_RETRY),
     ];
 }
 
@@ -119,6 +127,18 @@ pub fn parse_run_key(key: &str) -> Option<(&str, &str)> {
     let (group, rest) = parse_group_key(key)?;
     let run = rest.strip_prefix(suffix::RUN)?;
     (!run.is_empty()).then_some((group, run))
+}
+
+/// The keys of one executor's own stream, where the runs of broadcast jobs meant for it
+/// alone wait: the stream and its retry set. The scripts that read or acknowledge entries
+/// (`complete.lua`, `claim.lua`, `touch.lua`) take them as `KEYS[2]` (and `KEYS[3]`) to work
+/// on it instead of the group stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnStream {
+    /// `stream:<executor>`.
+    pub stream: String,
+    /// `retry:<executor>`.
+    pub retry: String,
 }
 
 /// Builds key names for one key prefix (`DOTJOB_PREFIX`).
@@ -271,6 +291,24 @@ impl Keys {
         self.g(group, suffix::SEQ)
     }
 
+    /// One executor's own stream (runs of broadcast jobs meant for it alone).
+    pub fn executor_stream(&self, group: &str, executor: &str) -> String {
+        self.g(group, &format!("{}{executor}", suffix::EXECUTOR_STREAM))
+    }
+
+    /// Retries waiting on one executor's own stream.
+    pub fn executor_retry(&self, group: &str, executor: &str) -> String {
+        self.g(group, &format!("{}{executor}", suffix::EXECUTOR_RETRY))
+    }
+
+    /// The own stream of an executor and its retry set.
+    pub fn own_stream(&self, group: &str, executor: &str) -> OwnStream {
+        OwnStream {
+            stream: self.executor_stream(group, executor),
+            retry: self.executor_retry(group, executor),
+        }
+    }
+
     /// Marker: the group's run index was backfilled from its job run indexes.
     pub fn backfilled(&self, group: &str) -> String {
         self.g(group, suffix::BACKFILLED)
@@ -308,6 +346,14 @@ mod tests {
         assert_eq!(k.job("billing", "01abc"), "dotjob:{billing}:job:01abc");
         assert_eq!(k.stream("billing"), "dotjob:{billing}:stream");
         assert_eq!(k.run("billing", "01abc-5"), "dotjob:{billing}:run:01abc-5");
+        assert_eq!(
+            k.executor_stream("billing", "h-1-ab"),
+            "dotjob:{billing}:stream:h-1-ab"
+        );
+        assert_eq!(
+            k.executor_retry("billing", "h-1-ab"),
+            "dotjob:{billing}:retry:h-1-ab"
+        );
         for key in [
             k.schedule("g"),
             k.dead("g"),

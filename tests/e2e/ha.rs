@@ -248,6 +248,7 @@ async fn fire(
         ticks: vec![tick],
         skip: None,
         shards: None,
+        broadcast: false,
     }];
     dotjob_shared::scripts::Fire {
         group: "fc",

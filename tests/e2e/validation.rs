@@ -81,8 +81,15 @@ async fn invalid_jobs_are_refused_with_the_field_named_and_nothing_written() {
             with("routing", json!({"mode": "everywhere"})),
         ),
         (
-            "routing.mode",
-            with("routing", json!({"mode": "broadcast"})),
+            "concurrency",
+            with("routing", json!({"mode": "broadcast"}))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.insert("concurrency".into(), json!("replace"));
+                    Value::Object(o)
+                })
+                .unwrap(),
         ),
         ("labels", with("labels", json!(["not", "a", "map"]))),
         ("children", with("children", json!(["not a job id"]))),

@@ -114,12 +114,24 @@ impl Registry {
     }
 
     /// Removes the registration at shutdown; the consumer goes too unless it still holds
-    /// pending entries (handed back), which live workers claim first.
+    /// pending entries (handed back), which live workers claim first. Its own stream goes,
+    /// its unfinished broadcast runs recorded `lost` (`retire.lua`).
     pub(crate) async fn deregister(&self) {
         let keys = self.redis.keys();
         let (group, id) = (&self.me.group, &self.me.id);
         let res: dotjob_shared::Result<()> = async {
             let mut c = self.redis.conn().await?;
+            // Broadcast runs it did not finish cannot go to another executor: they end
+            // `lost`, and its own stream goes.
+            let lost = dotjob_shared::scripts::Retire { executor: id }
+                .call(&mut c, &keys.group_prefix(group))
+                .await?;
+            if lost > 0 {
+                warn!(
+                    lost,
+                    "broadcast runs this executor did not finish were recorded lost"
+                );
+            }
             let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
                 .arg(keys.stream(group))
                 .arg(CONSUMER_GROUP)

@@ -7,7 +7,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use dotjob_shared::model::job::{JobInput, JobView, limits, valid_job_id};
+use dotjob_shared::model::job::{JobInput, JobView, Routing, limits, valid_job_id};
 use dotjob_shared::scripts::Idempotency;
 use dotjob_shared::store::{JobFilter, PAGE_MAX, Page};
 use serde::{Deserialize, Serialize};
@@ -245,9 +245,13 @@ pub struct TriggerBody {
 /// Answer of a trigger.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Triggered {
-    /// The new run (`<job id>-m<ms>-<n>`; a sharded job's first shard run), or with
-    /// `replayed` the run the idempotency key answered first.
+    /// The new run (`<job id>-m<ms>-<n>`; of a sharded or broadcast job, its first run), or
+    /// with `replayed` the run the idempotency key answered first.
     run_id: String,
+    /// Every run enqueued when there are several: one per shard of a sharded job, one per
+    /// live executor of a broadcast job (`<run>-e<executor>`); absent for a single run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    runs: Vec<String>,
     job_id: String,
     /// Present (`true`) when the idempotency key was seen within the window: nothing was
     /// enqueued, `run_id` is the first trigger's run.
@@ -287,13 +291,22 @@ pub async fn trigger(
         .store
         .trigger_idempotent(&id, body.params.as_ref(), idem)
         .await?;
-    let group = s.store.view_job(&id).await.map(|v| v.spec.group);
-    let warnings = match group {
-        Ok(g) => {
+    let mut runs = t.runs;
+    if runs.len() == 1 {
+        runs.clear();
+    }
+    let job = s.store.view_job(&id).await.map(|v| v.spec);
+    let warnings = match job {
+        Ok(spec) => {
             if !t.replayed {
-                crate::metrics::triggered(&g, "manual");
+                crate::metrics::triggered(&spec.group, "manual");
             }
-            warnings::for_trigger(&s.store, &g).await
+            let w = warnings::for_trigger(&s.store, &spec.group).await;
+            if spec.routing == Routing::Broadcast && !w.is_empty() {
+                vec![warnings::broadcast_nowhere(&spec.group, &t.run_id)]
+            } else {
+                w
+            }
         }
         Err(_) => Vec::new(),
     };
@@ -301,6 +314,7 @@ pub async fn trigger(
         StatusCode::ACCEPTED,
         Json(Triggered {
             run_id: t.run_id,
+            runs,
             job_id: id,
             replayed: t.replayed,
             warnings,

@@ -127,6 +127,15 @@ pub fn trigger_warning(executors: &[ExecutorView], group: &str) -> Option<String
     ))
 }
 
+/// The warning for a trigger of a broadcast job into `group` with no live executor: the
+/// trigger is recorded as the skipped run `run`, not queued.
+pub fn broadcast_nowhere(group: &str, run: &str) -> String {
+    format!(
+        "no live executor in group \"{group}\"; a broadcast runs only on executors live when it \
+         fires, so run {run} is recorded as skipped"
+    )
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -60,12 +60,13 @@ impl Engine {
             let mux = MultiplexedConnection::clone(&c);
             let defs = self.jobs(&mut c, group, &due.jobs).await?;
             let mut in_flight: Option<FireCall<'_>> = None;
-            // Jobs with an overlap policy decide at their instant, not ahead of it.
+            // Jobs with an overlap policy decide at their instant, not ahead of it; so do
+            // broadcast jobs, whose live executors are the ones alive at the instant.
             let mut deferred: Option<i64> = None;
             for job in &due.jobs {
                 let def = defs.get(&job.id);
                 if let Some(Ok(d)) = def
-                    && d.policy != ConcurrencyPolicy::Allow
+                    && (d.policy != ConcurrencyPolicy::Allow || d.broadcast)
                     && job.score > now
                 {
                     deferred = Some(deferred.map_or(job.score, |at: i64| at.min(job.score)));
@@ -83,13 +84,14 @@ impl Engine {
                     ticks: Vec::new(),
                     skip: None,
                     shards: None,
+                    broadcast: false,
                 };
                 match def {
                     Some(Ok(d)) => {
                         if let Some((sched, tz)) = d.schedule.as_deref()
                             && d.enabled
                         {
-                            let horizon = if d.policy == ConcurrencyPolicy::Allow {
+                            let horizon = if d.policy == ConcurrencyPolicy::Allow && !d.broadcast {
                                 now + ahead as i64
                             } else {
                                 now
@@ -102,6 +104,7 @@ impl Engine {
                             fire.ticks = p.fire;
                             fire.skip = p.skip;
                             fire.shards = d.shards.as_deref();
+                            fire.broadcast = d.broadcast;
                         }
                     }
                     None => {}

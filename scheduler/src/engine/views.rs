@@ -37,6 +37,8 @@ pub(super) struct Cached {
     pub(super) schedule: Option<Arc<(Schedule, Tz)>>,
     /// A sharded job's per-shard parameters as JSON ("" where it has none), one per shard.
     pub(super) shards: Option<Vec<String>>,
+    /// A broadcast job (one run per live executor, fired at its instant).
+    pub(super) broadcast: bool,
 }
 
 /// Reads a unit enum stored as its bare snake_case name.
@@ -138,6 +140,7 @@ impl Engine {
                 catch_up_limit: num(7)? as u32,
             },
             policy: word(get(8)).ok_or("bad concurrency")?,
+            broadcast: get(9).contains("\"broadcast\""),
             shards: match get(9) {
                 "" => None,
                 r => {

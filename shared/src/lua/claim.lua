@@ -1,5 +1,8 @@
 -- Takes over runs due for another attempt, and runs whose worker died (invariants 4, 6).
 -- KEYS[1]  group prefix
+-- KEYS[2], KEYS[3]  (optional) the claiming worker's own stream and its retry set
+--          (broadcast runs: only their executor claims them); without them the group
+--          stream and `retry`
 -- ARGV[1]  consumer (the claiming worker)
 -- ARGV[2]  lease ms: an entry idle longer belongs to a worker that stopped touching it
 -- ARGV[3]  most entries to claim
@@ -18,6 +21,13 @@
 local me, lease, count, cursor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local stream = P .. K_STREAM
 local retry = P .. K_RETRY
+-- Runs of the own stream end `-e<me>`: `active` is searched for those only, as its entry
+-- ids may repeat ids of the group stream.
+local own_suffix = nil
+if KEYS[2] then
+  stream, retry, own_suffix = KEYS[2], KEYS[3], '-e' .. me
+  if not has_group(stream) then return {'0-0', {}, 0} end
+end
 local now = now_ms()
 local out, lost = {}, 0
 
@@ -33,7 +43,10 @@ local function run_of(entry)
     local r = redis.call('HSCAN', P .. K_ACTIVE, cursor, 'COUNT', 1000)
     cursor = r[1]
     for k = 1, #r[2], 2 do
-      if r[2][k + 1] == entry then return r[2][k] end
+      if r[2][k + 1] == entry and (not own_suffix
+          or string.sub(r[2][k], -#own_suffix) == own_suffix) then
+        return r[2][k]
+      end
     end
   until cursor == '0'
   return nil

@@ -1,5 +1,7 @@
 -- Records finished attempts and acknowledges their entries (invariants 4, 6), batched.
 -- KEYS[1]  group prefix
+-- KEYS[2], KEYS[3]  (optional) the worker's own stream and its retry set, for broadcast
+--          runs; without them the group stream and `retry`
 -- ARGV[1]  worker id
 -- ARGV[2], ARGV[3]  lowest / highest entry id of the batch
 -- ARGV[4]  n: how many plain successes follow as quadruples: entry, run id, duration ms,
@@ -26,6 +28,8 @@
 --          "stale" (no longer this worker's) | "skip".
 local worker = ARGV[1]
 local stream = P .. K_STREAM
+local retry_key = P .. K_RETRY
+if KEYS[2] then stream, retry_key = KEYS[2], KEYS[3] end
 local now = now_ms()
 local W = 13
 local n_fast = tonumber(ARGV[4])
@@ -33,8 +37,11 @@ local slow_from = 5 + 4 * n_fast
 
 -- Which of the batch's entries are still pending for this worker.
 local mine = {}
-for _, p in ipairs(redis.call('XPENDING', stream, CONSUMER_GROUP, ARGV[2], ARGV[3], 100000, worker)) do
-  mine[p[1]] = true
+-- (An own stream deleted when its executor was judged stopped holds nothing of it.)
+if not KEYS[2] or has_group(stream) then
+  for _, p in ipairs(redis.call('XPENDING', stream, CONSUMER_GROUP, ARGV[2], ARGV[3], 100000, worker)) do
+    mine[p[1]] = true
+  end
 end
 local cancel_key = P .. K_CANCEL
 local cancels = redis.call('EXISTS', cancel_key) == 1
@@ -86,7 +93,7 @@ for i = slow_from, #ARGV, W do
       F_DURATION_MS, duration, F_STARTED_AT, started, F_FINISHED_AT, now, F_WORKER, worker,
       F_ERROR, err, F_RETRY_AT, due,
       F_HISTORY, history(rk, attempt, outcome, code, duration, started, err))
-    redis.call('ZADD', P .. K_RETRY, due, entry)
+    redis.call('ZADD', retry_key, due, entry)
     note_last(P, run, outcome, last)
     out[#out + 1] = 'retry'
   else
@@ -146,5 +153,5 @@ end
 write_last(P, last)
 if #ack > 0 then redis.call('XACK', stream, CONSUMER_GROUP, unpack(ack)) end
 if #done > 0 then redis.call('HDEL', P .. K_ACTIVE, unpack(done)) end
-if #unretry > 0 then redis.call('ZREM', P .. K_RETRY, unpack(unretry)) end
+if #unretry > 0 then redis.call('ZREM', retry_key, unpack(unretry)) end
 return out

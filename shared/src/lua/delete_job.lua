@@ -3,7 +3,8 @@
 -- KEYS[2]  job index hash (job id -> group)
 -- KEYS[3]  job id set
 -- ARGV[1]  job id
--- Reads:   runs:<job> (the job's runs); active (their unacknowledged entries)
+-- Reads:   runs:<job> (the job's runs); active (their unacknowledged entries); F_EXECUTOR
+--          of those (a broadcast run's entry is in stream:<executor>)
 -- Writes:  deletes job:<id>, its schedule / jobs / last / inflight members, its job index and
 --          job id set members, its run records, logs and run index, and its runs' group-runs
 --          members; its runs still in the stream are acknowledged and their entries deleted
@@ -23,9 +24,13 @@ local runs = redis.call('ZRANGE', runs_key, 0, -1)
 for _, r in ipairs(runs) do
   local entry = redis.call('HGET', P .. K_ACTIVE, r)
   if entry then
-    redis.call('XACK', stream, CONSUMER_GROUP, entry)
-    redis.call('XDEL', stream, entry)
-    redis.call('ZREM', P .. K_RETRY, entry)
+    -- A broadcast run's entry is in its executor's own stream.
+    local s, retry = stream, P .. K_RETRY
+    local ex = redis.call('HGET', P .. K_RUN .. r, F_EXECUTOR)
+    if ex then s, retry = P .. K_EXECUTOR_STREAM .. ex, P .. K_EXECUTOR_RETRY .. ex end
+    redis.call('XACK', s, CONSUMER_GROUP, entry)
+    redis.call('XDEL', s, entry)
+    redis.call('ZREM', retry, entry)
     redis.call('HDEL', P .. K_ACTIVE, r)
   end
   redis.call('DEL', P .. K_RUN .. r, P .. K_LOG .. r)

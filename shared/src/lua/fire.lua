@@ -13,20 +13,25 @@
 --          `<id>-<tick>-s<k>`. Overlap policies apply to a sharded tick as a whole: its
 --          in-flight marker is the base run `<id>-<tick>`, in flight while any shard is;
 --          `forbid` records every shard of a tick `skipped`, `replace` cancels every shard
---          still active.
+--          still active. Or "b" for a broadcast job: each tick becomes one run
+--          `<id>-<tick>-e<executor>` per live, enabled executor (see live_executors), in
+--          that executor's own stream, or one `skipped` run `<id>-<tick>` when none is live.
 -- A job is fired only if its schedule score still equals the expected one, its version is
 -- still the one given, and it is due on the
 -- Redis clock (within the allowed look-ahead); the score then moves to the next fire
 -- instant. A tick already in the job's run index is a replay and is not enqueued again
 -- (`ZADD NX` is both check and index). Commands that take many members (ZMSCORE, ZADD, ZREM,
 -- HSET) are issued once per call.
--- Reads:   lease (owner, epoch, expires: the fence); schedule; inflight and the in-flight
+-- Reads:   lease (owner, epoch, expires: the fence); schedule; heartbeats, executors and
+--          disabled (broadcast); the job's run index at the tick (a broadcast tick's replay
+--          check); inflight and the in-flight
 --          run's record (overlap policies); job:<id> (`version`: a job saved since it was
 --          read is stale and left for the next round; `enabled`, when exhausted)
 -- Writes:  runs:<job> (tick index) and group-runs (the same entries, one ZADD per call);
 --          the stream (E_RUN, E_VERSION, and E_SHARD, E_SHARDS, E_SHARD_PARAM per shard);
 --          run record (F_STATUS 'queued', F_ENTRY, F_VERSION,
---          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM; or F_STATUS 'skipped' with
+--          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM, F_EXECUTOR and F_WORKER for a
+--          broadcast run, whose entry goes to stream:<executor>; or F_STATUS 'skipped' with
 --          F_FINISHED_AT and F_ERROR); active; inflight (forbid / replace); last (the code of
 --          each job whose newest run this call wrote, one ZADD per call; one ZRANGE
 --          runs:<job> -1 -1 per job fired tells); schedule (next
@@ -65,6 +70,17 @@ local fired_now = {} -- job id -> run fired by this call (for overlap policies)
 local wrote = {} -- run -> status written by this call, for the last-status index
 local last = {} -- code, job pairs for the last-status index (one ZADD per call)
 
+local live = nil -- executors a broadcast tick goes to, read once per call
+
+-- Whether a broadcast tick was fired already: a run of it (`<run>` or `<run>-e<executor>`)
+-- is in the job's run index at the tick.
+local function tick_fired(index, run, tick)
+  for _, m in ipairs(redis.call('ZRANGE', index, tick, tick, 'BYSCORE')) do
+    if m == run or string.sub(m, 1, #run + 1) == run .. '-' then return true end
+  end
+  return false
+end
+
 local function record(rk, version, status, err)
   redis.call('HSET', rk, F_STATUS, status, F_VERSION, version, F_FINISHED_AT, now,
     F_FIRED_BY, token, F_ERROR, err)
@@ -96,7 +112,33 @@ while i <= #ARGV do
       if skipped then tick = string.sub(tick, 2) end
       local run = id .. '-' .. tick
       local rk = P .. K_RUN .. run
-      if shards > 0 and not skipped then
+      if string.sub(ARGV[i - 2], 3, 3) == 'b' and not skipped then
+        -- Broadcast: one run per live executor, in its own stream.
+        if not tick_fired(index, run, tick) then
+          live = live or live_executors(P, now)
+          if #live == 0 then
+            redis.call('ZADD', index, tick, run)
+            indexed[#indexed + 1] = tick
+            indexed[#indexed + 1] = run
+            record(rk, version, 'skipped', 'broadcast: no live executor in the group at fire time')
+            wrote[run] = 'skipped'
+          end
+          for _, ex in ipairs(live) do
+            local erun = run .. '-e' .. ex
+            redis.call('ZADD', index, tick, erun)
+            indexed[#indexed + 1] = tick
+            indexed[#indexed + 1] = erun
+            local e = redis.call('XADD', P .. K_EXECUTOR_STREAM .. ex, '*', E_RUN, erun,
+              E_VERSION, version)
+            redis.call('HSET', rk .. '-e' .. ex, F_STATUS, 'queued', F_ENTRY, e,
+              F_VERSION, version, F_FIRED_BY, token, F_EXECUTOR, ex, F_WORKER, ex)
+            wrote[erun] = 'queued'
+            active[#active + 1] = erun
+            active[#active + 1] = e
+            fired = fired + 1
+          end
+        end
+      elseif shards > 0 and not skipped then
         -- One run per shard; the first shard's index entry is the replay check.
         if redis.call('ZADD', index, 'NX', tick, run .. '-s0') == 1 then
           -- Overlap policies apply to a tick as a whole: the one before (the marker names

@@ -63,6 +63,18 @@ local function reindex_last(P, job)
   redis.call('ZADD', P .. K_LAST, last_code(st), job)
 end
 
+-- Whether `stream` exists and has the consumer group. Only an executor's own stream may
+-- lack it (not created yet by its executor, or deleted when the executor was reaped);
+-- XPENDING, XCLAIM and XAUTOCLAIM fail without it.
+local function has_group(stream)
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
+  if not ok then return false end
+  for _, g in ipairs(groups) do
+    if g[2] == CONSUMER_GROUP then return true end
+  end
+  return false
+end
+
 -- Cancels a run. One that has not started is cancelled at once: its entry is deleted if no
 -- worker has read it yet, or acknowledged if it is waiting for a retry, and its job's
 -- in-flight marker is released if it holds it (a run id starts with its job id, which
@@ -73,13 +85,16 @@ end
 -- it does not exist.
 local function cancel_run(P, group, run, channel, reason, now)
   local rk = P .. K_RUN .. run
-  local f = redis.call('HMGET', rk, F_STATUS, F_RETRY_AT, F_ENTRY)
+  local f = redis.call('HMGET', rk, F_STATUS, F_RETRY_AT, F_ENTRY, F_EXECUTOR)
   local st, entry = f[1], f[3]
   if not st then return '' end
+  -- A broadcast run's entry is in its executor's own stream.
+  local stream, retry = P .. K_STREAM, P .. K_RETRY
+  if f[4] then stream, retry = P .. K_EXECUTOR_STREAM .. f[4], P .. K_EXECUTOR_RETRY .. f[4] end
   local waiting = (st == 'failed' or st == 'timed_out') and f[2]
   local held = false
-  if entry and st == 'queued' then
-    held = redis.call('XPENDING', P .. K_STREAM, CONSUMER_GROUP, entry, entry, 1)[1] ~= nil
+  if entry and st == 'queued' and (not f[4] or has_group(stream)) then
+    held = redis.call('XPENDING', stream, CONSUMER_GROUP, entry, entry, 1)[1] ~= nil
   end
   if (st == 'queued' and not held) or waiting then
     redis.call('HSET', rk, F_STATUS, 'cancelled', F_FINISHED_AT, now, F_ERROR, reason)
@@ -89,10 +104,10 @@ local function cancel_run(P, group, run, channel, reason, now)
     redis.call('HDEL', rk, F_RETRY_AT)
     if entry then
       if waiting then
-        redis.call('XACK', P .. K_STREAM, CONSUMER_GROUP, entry)
-        redis.call('ZREM', P .. K_RETRY, entry)
+        redis.call('XACK', stream, CONSUMER_GROUP, entry)
+        redis.call('ZREM', retry, entry)
       else
-        redis.call('XDEL', P .. K_STREAM, entry)
+        redis.call('XDEL', stream, entry)
       end
     end
     redis.call('HDEL', P .. K_ACTIVE, run)
@@ -117,4 +132,70 @@ local function stream_id_lt(a, b)
   am, bm = tonumber(am), tonumber(bm)
   if am ~= bm then return am < bm end
   return tonumber(as) < tonumber(bs)
+end
+
+-- Broadcast routing. An executor is alive while its last heartbeat is within three of its
+-- own reclaim times (its registration's `lease_ms`, 10 s when unknown), and never less than
+-- 10 s, on the Redis clock: the rule the API's `alive` uses (groups.rs).
+local function executor_alive(registration, beat, now)
+  local lease = 10000
+  if registration then
+    lease = tonumber(string.match(registration, '"lease_ms":(%d+)') or '10000')
+  end
+  return now - tonumber(beat) <= math.max(3 * lease, 10000)
+end
+
+-- The executors a broadcast tick or trigger goes to now, sorted: alive, not disabled, and
+-- with an id that is safe in a key and a run id (letters, digits, `.`, `_`, `-`).
+local function live_executors(P, now)
+  local beats = redis.call('ZRANGE', P .. K_HEARTBEATS, 0, -1, 'WITHSCORES')
+  local ids, out = {}, {}
+  for k = 1, #beats, 2 do ids[#ids + 1] = beats[k] end
+  if #ids == 0 then return out end
+  local regs = redis.call('HMGET', P .. K_EXECUTORS, unpack(ids))
+  for k, id in ipairs(ids) do
+    if executor_alive(regs[k], beats[2 * k], now) and string.find(id, '^[%w%._%-]+$')
+        and redis.call('SISMEMBER', P .. K_DISABLED, id) == 0 then
+      out[#out + 1] = id
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+-- Ends the broadcast runs of an executor that stopped (heartbeat lapsed, reaped, or shut
+-- down): they cannot move to another executor, so every run of its own stream not final yet
+-- is recorded `lost` with the reason, and leaves `active`; the entries are acknowledged and
+-- deleted, and with `forget` the stream and its retry set are deleted too; the last-status
+-- index follows. At most 1000
+-- entries per call (the next janitor round takes the rest). Returns how many runs ended.
+local function end_executor_runs(P, id, now, forget)
+  local stream = P .. K_EXECUTOR_STREAM .. id
+  local entries = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1000)
+  local ids, ended, last = {}, {}, {}
+  local reason = 'executor ' .. id .. ' stopped before finishing; broadcast runs are not moved to another executor'
+  for _, e in ipairs(entries) do
+    ids[#ids + 1] = e[1]
+    local run
+    for k = 1, #e[2], 2 do
+      if e[2][k] == E_RUN then run = e[2][k + 1] end
+    end
+    if run and run_active(P, run) then
+      local rk = P .. K_RUN .. run
+      redis.call('HSET', rk, F_STATUS, 'lost', F_FINISHED_AT, now, F_ERROR, reason)
+      redis.call('HDEL', rk, F_RETRY_AT)
+      note_last(P, run, 'lost', last)
+      ended[#ended + 1] = run
+    end
+  end
+  write_last(P, last)
+  if #ended > 0 then redis.call('HDEL', P .. K_ACTIVE, unpack(ended)) end
+  if forget then
+    redis.call('DEL', stream, P .. K_EXECUTOR_RETRY .. id)
+  elseif #ids > 0 then
+    redis.call('XACK', stream, CONSUMER_GROUP, unpack(ids))
+    redis.call('XDEL', stream, unpack(ids))
+    redis.call('DEL', P .. K_EXECUTOR_RETRY .. id)
+  end
+  return #ended
 end

@@ -1,15 +1,33 @@
 -- Forgets executors whose heartbeat stopped, and removes consumers from the consumer group
 -- once they hold no pending entries (XGROUP DELCONSUMER would drop them: live workers claim
--- them first through XAUTOCLAIM).
+-- them first through XAUTOCLAIM). The broadcast runs of an executor that is no longer alive
+-- (see executor_alive) or is forgotten cannot go to another executor: they end `lost`
+-- (end_executor_runs), and a forgotten executor's own stream and retry set are deleted.
 -- KEYS[1]  group prefix
 -- ARGV[1]  executor timeout ms
--- Reads:   heartbeats; the consumer group's consumers (XINFO CONSUMERS)
+-- Reads:   heartbeats; executors (their reclaim times); the consumer group's consumers
+--          (XINFO CONSUMERS); own streams of executors not alive, and their runs' records
 -- Writes:  heartbeats, executors, disabled (the dead executors leave them); the consumer
---          group (XGROUP DELCONSUMER of idle consumers without a heartbeat or pending entry)
--- Reply:   {executors forgotten, consumers deleted}.
+--          group (XGROUP DELCONSUMER of idle consumers without a heartbeat or pending entry);
+--          run records (F_STATUS 'lost', F_FINISHED_AT, F_ERROR), active, stream:<executor>
+--          and retry:<executor> of executors not alive
+-- Reply:   {executors forgotten, consumers deleted, broadcast runs ended `lost`}.
 local now = now_ms()
 local timeout = tonumber(ARGV[1])
 local heartbeats = P .. K_HEARTBEATS
+local ended = 0
+local beats = redis.call('ZRANGE', heartbeats, 0, -1, 'WITHSCORES')
+if #beats > 0 then
+  local ids = {}
+  for k = 1, #beats, 2 do ids[#ids + 1] = beats[k] end
+  local regs = redis.call('HMGET', P .. K_EXECUTORS, unpack(ids))
+  for k, id in ipairs(ids) do
+    local forgotten = tonumber(beats[2 * k]) <= now - timeout
+    if forgotten or not executor_alive(regs[k], beats[2 * k], now) then
+      ended = ended + end_executor_runs(P, id, now, forgotten)
+    end
+  end
+end
 local dead = redis.call('ZRANGE', heartbeats, '-inf', now - timeout, 'BYSCORE')
 for _, id in ipairs(dead) do
   redis.call('ZREM', heartbeats, id)
@@ -30,4 +48,4 @@ if ok then
     end
   end
 end
-return {#dead, deleted}
+return {#dead, deleted, ended}

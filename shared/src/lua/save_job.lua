@@ -10,8 +10,9 @@
 -- ARGV[5]  next fire: "" (unschedule), "keep" (leave the schedule score alone) or ms; when
 --          it changes on an update, runs fired ahead for later instants are recalled
 -- ARGV[6..] field, value pairs of the definition
--- Reads:   job:<id> (existence, `version`); runs:<job>, run records (F_STATUS, F_ENTRY) and
---          the stream's pending list (recall)
+-- Reads:   job:<id> (existence, `version`); runs:<job>, run records (F_STATUS, F_ENTRY,
+--          F_EXECUTOR) and the stream's (or a broadcast run's own stream's) pending list
+--          (recall)
 -- Writes:  job:<id> (the fields; `version` + 1); on create: jobs, last (code 0: no run), the
 --          job index, the job id set, the group set, the consumer group (created at the
 --          stream's start); schedule; on a recall: deletes the recalled run records, their
@@ -59,14 +60,18 @@ if mode == 'update' and ARGV[5] ~= 'keep' then
   local recalled = false
   for _, run in ipairs(redis.call('ZRANGE', runs_key, '(' .. (now + 250), '+inf', 'BYSCORE')) do
     local rk = P .. K_RUN .. run
-    local f = redis.call('HMGET', rk, F_STATUS, F_ENTRY)
+    local f = redis.call('HMGET', rk, F_STATUS, F_ENTRY, F_EXECUTOR)
     if f[1] == 'queued' then
       redis.call('DEL', rk)
       redis.call('ZREM', runs_key, run)
       redis.call('ZREM', P .. K_GROUP_RUNS, run)
       redis.call('HDEL', P .. K_ACTIVE, run)
-      if f[2] and not redis.call('XPENDING', stream, CONSUMER_GROUP, f[2], f[2], 1)[1] then
-        redis.call('XDEL', stream, f[2])
+      -- A broadcast run's entry is in its executor's own stream.
+      local s = stream
+      if f[3] then s = P .. K_EXECUTOR_STREAM .. f[3] end
+      if f[2] and (not f[3] or has_group(s))
+          and not redis.call('XPENDING', s, CONSUMER_GROUP, f[2], f[2], 1)[1] then
+        redis.call('XDEL', s, f[2])
       end
       recalled = true
     end

@@ -2,6 +2,8 @@
 -- long run is never reclaimed while its worker lives (invariant 4), records the beat, and
 -- reports runs whose cancellation was requested (in case the pub/sub message was missed).
 -- KEYS[1]  group prefix
+-- KEYS[2]  (optional) the executor's own stream, for broadcast runs; without it the group
+--          stream
 -- ARGV[1]  consumer (the executor)
 -- ARGV[2..] pairs: entry id, run id (the runs it holds)
 -- Reads:   the stream's pending list; cancel; disabled
@@ -9,9 +11,12 @@
 --          heartbeats (consumer -> now)
 -- Reply:   {disabled (0/1), {entry ids no longer its own}, {run ids to cancel}, Redis now}.
 local me = ARGV[1]
-local stream = P .. K_STREAM
+local stream = KEYS[2] or P .. K_STREAM
 local lost, cancel = {}, {}
-if #ARGV >= 3 then
+if #ARGV >= 3 and KEYS[2] and not has_group(stream) then
+  -- Its own stream is gone (it was judged stopped): none of those entries is its own.
+  for i = 2, #ARGV, 2 do lost[#lost + 1] = ARGV[i] end
+elseif #ARGV >= 3 then
   local lo, hi
   for i = 2, #ARGV, 2 do
     local e = ARGV[i]

@@ -34,11 +34,15 @@
 --          F_SHARDS, F_SHARD_PARAM); runs:<job> and group-runs; active; last (queued, if
 --          one of these runs is the job's newest); inflight (forbid / replace); a `replace`
 --          cancels the run in flight (see cancel_run); idem:<job>:<key> (SET PX the window)
+-- A broadcast job's run becomes one run `<run>-e<executor>` per live, enabled executor
+-- (see live_executors), each in that executor's own stream (F_EXECUTOR, F_WORKER), or one
+-- `skipped` run `<run>` when no executor is live.
 -- Reply:   the run id (a list of one) for a single run, an empty list for a bulk, a list of
---          shard runs for a sharded job; errors "NOTFOUND" (no such job), "SHARDED" (the
---          shards must be spelled out), "INFLIGHT <run>" (forbid: a run is in flight),
---          "BULK" (a bulk trigger of a job that does not allow overlap), "REPLAYED <run>"
---          (nothing enqueued: the run of this derived id or idempotency key).
+--          shard runs for a sharded job, of executor runs for a broadcast job; errors
+--          "NOTFOUND" (no such job), "SHARDED" (the shards must be spelled out),
+--          "INFLIGHT <run>" (forbid: a run is in flight), "BULK" (a bulk trigger of a job
+--          that does not allow overlap, or of a broadcast job), "REPLAYED <run>" (nothing
+--          enqueued: the run of this derived id or idempotency key).
 local group, id, params, kind, parent = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local job = redis.call('HMGET', P .. K_JOB .. id, 'version', 'concurrency', 'routing')
 local version, policy = job[1], job[2]
@@ -63,6 +67,9 @@ local now = now_ms()
 local count = tonumber(ARGV[7] or '1')
 if count > 1 and policy ~= 'allow' then
   return redis.error_reply('BULK bulk triggers need concurrency `allow`')
+end
+if count > 1 and job[3] and string.find(job[3], '"broadcast"', 1, true) then
+  return redis.error_reply('BULK bulk triggers need routing `any`')
 end
 local shards, first = tonumber(ARGV[8]) or 0, tonumber(ARGV[9]) or 0
 local current = policy ~= 'allow' and redis.call('HGET', P .. K_INFLIGHT, id)
@@ -96,6 +103,44 @@ local function enqueued(run, e)
   active[#active + 1] = run
   active[#active + 1] = e
   out[#out + 1] = run
+end
+if job[3] and string.find(job[3], '"broadcast"', 1, true) then
+  local run = base .. last
+  if given ~= '' then run = given end
+  local live = live_executors(P, now)
+  local extra = {}
+  if not plain then extra = {F_TRIGGER, kind} end
+  if params ~= '' then extra[#extra + 1] = F_PARAMS; extra[#extra + 1] = params end
+  if parent ~= '' then extra[#extra + 1] = F_PARENT_RUN; extra[#extra + 1] = parent end
+  if #live == 0 then
+    redis.call('HSET', P .. K_RUN .. run, F_STATUS, 'skipped', F_VERSION, version,
+      F_FINISHED_AT, now, F_ERROR, 'broadcast: no live executor in the group', unpack(extra))
+    index = {now, run}
+    out = {run}
+  end
+  for _, ex in ipairs(live) do
+    local erun = run .. '-e' .. ex
+    local e
+    if params ~= '' then
+      e = redis.call('XADD', P .. K_EXECUTOR_STREAM .. ex, '*', E_RUN, erun, E_VERSION,
+        version, E_PARAMS, params)
+    else
+      e = redis.call('XADD', P .. K_EXECUTOR_STREAM .. ex, '*', E_RUN, erun, E_VERSION, version)
+    end
+    redis.call('HSET', P .. K_RUN .. erun, F_STATUS, 'queued', F_ENTRY, e,
+      F_VERSION, version, F_EXECUTOR, ex, F_WORKER, ex, unpack(extra))
+    enqueued(erun, e)
+  end
+  redis.call('ZADD', P .. K_RUNS .. id, unpack(index))
+  redis.call('ZADD', P .. K_GROUP_RUNS, unpack(index))
+  if #active > 0 then redis.call('HSET', P .. K_ACTIVE, unpack(active)) end
+  -- The last-status index: these runs are the job's newest unless a tick fired ahead is.
+  local top = redis.call('ZRANGE', P .. K_RUNS .. id, -1, -1)[1]
+  if top == run or (top and string.sub(top, 1, #run + 2) == run .. '-e') then
+    redis.call('ZADD', P .. K_LAST, last_code(#live == 0 and 'skipped' or 'queued'), id)
+  end
+  if idem_key then redis.call('SET', idem_key, out[1], 'PX', ARGV[12]) end
+  return out
 end
 for n = last - count + 1, last do
   local ns = given == '' and tostring(n) or ''

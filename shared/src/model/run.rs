@@ -4,8 +4,9 @@
 //! Run ids are derived from what caused the run, so a replay is recognisable:
 //! `<job id>-<tick ms>` for a scheduled tick, `<job id>-m<ms>-<n>` for a manual trigger,
 //! `<job id>-c<parent run id>` for a child job fired by a parent's success (see
-//! [`child_run_id`]), with `-s<k>` appended per shard. The job id comes first and contains
-//! no `-`, so a run id alone finds its job, and through the job index its group.
+//! [`child_run_id`]), with `-s<k>` appended per shard and `-e<executor>` per executor of a
+//! broadcast job. The job id comes first and contains no `-`, so a run id alone finds its
+//! job, and through the job index its group.
 
 use std::collections::HashMap;
 
@@ -92,7 +93,7 @@ pub mod code {
 pub struct Run {
     /// Run id, derived from its tick: `<job id>-<tick ms>` for a scheduled tick,
     /// `<job id>-m<ms>-<n>` for a manual run, `<job id>-c<parent run id>` for a child job's
-    /// run, `-s<k>` appended per shard.
+    /// run, `-s<k>` appended per shard, `-e<executor>` per executor of a broadcast job.
     pub id: String,
     /// Job it belongs to.
     pub job_id: String,
@@ -156,6 +157,10 @@ pub struct Run {
     /// Run whose success fired this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_run: Option<String>,
+    /// The executor a run of a broadcast job is bound to (run id `<tick run>-e<executor>`):
+    /// only it runs the run, and the run ends `lost` if it stops before finishing it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
     /// Earlier attempts, oldest first, for runs that failed or were retried or reclaimed
     /// (`attempt`, `status`, `started_at`, `finished_at`, `duration_ms`, `worker`, `code`,
     /// `error`). Empty for a run that succeeded at its first attempt.
@@ -245,6 +250,7 @@ impl Run {
             shards: opt_num("shards").map(|v| v as u32),
             shard_param: opt_json("shard_param"),
             parent_run: opt("parent_run").cloned(),
+            executor: opt("executor").cloned(),
             attempts: opt("history")
                 .and_then(|h| serde_json::from_str::<Vec<Value>>(h).ok())
                 .unwrap_or_default()

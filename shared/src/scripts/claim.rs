@@ -7,6 +7,7 @@ use redis::aio::ConnectionLike;
 
 use super::{CLAIM, ScriptArgs};
 use crate::error::Result;
+use crate::keys::OwnStream;
 
 /// The XAUTOCLAIM cursor that starts a scan over.
 const START: &str = "0-0";
@@ -56,15 +57,29 @@ impl Claim<'_> {
         c: &mut C,
         prefix: &str,
     ) -> Result<ClaimReply> {
+        self.call_on(c, prefix, None).await
+    }
+
+    /// [`Claim::call`] on the worker's own stream (broadcast runs: due retries, and entries
+    /// it lost track of) when `own` is given, else on the group stream.
+    pub async fn call_on<C: ConnectionLike + Send>(
+        &self,
+        c: &mut C,
+        prefix: &str,
+        own: Option<&OwnStream>,
+    ) -> Result<ClaimReply> {
         let mut inv = CLAIM.prepare_invoke();
-        self.encode(&mut inv, prefix);
+        self.encode(&mut inv, prefix, own);
         let raw: (String, Vec<(String, u32, Value)>, u64) = inv.invoke_async(c).await?;
         Ok(decode(raw))
     }
 
-    fn encode(&self, inv: &mut impl ScriptArgs, prefix: &str) {
-        inv.key(prefix)
-            .arg(self.consumer)
+    fn encode(&self, inv: &mut impl ScriptArgs, prefix: &str, own: Option<&OwnStream>) {
+        inv.key(prefix);
+        if let Some(own) = own {
+            inv.key(&own.stream).key(&own.retry);
+        }
+        inv.arg(self.consumer)
             .arg(self.reclaim_after_ms)
             .arg(self.max_entries)
             .arg(self.cursor.unwrap_or(START))
@@ -125,7 +140,8 @@ mod tests {
                 autoclaim,
                 cursor,
             }
-            .encode(&mut r, "p:{g}:");
+            .encode(&mut r, "p:{g}:", None);
+            assert_eq!(r.keys, ["p:{g}:"]);
             r.args
         };
         assert_eq!(argv(None, true), ["w1", "10000", "128", "0-0", "1"]);
@@ -133,6 +149,17 @@ mod tests {
             argv(Some("17-3"), false),
             ["w1", "10000", "128", "17-3", "0"]
         );
+        let mut r = Recorder::default();
+        let own = crate::Keys::new("p").own_stream("g", "w1");
+        Claim {
+            consumer: "w1",
+            reclaim_after_ms: 10_000,
+            max_entries: 8,
+            autoclaim: false,
+            cursor: None,
+        }
+        .encode(&mut r, "p:{g}:", Some(&own));
+        assert_eq!(r.keys, ["p:{g}:", "p:{g}:stream:w1", "p:{g}:retry:w1"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use redis::aio::ConnectionLike;
 
 use super::{COMPLETE, ScriptArgs, bad_reply, stream_id_lt};
 use crate::error::Result;
+use crate::keys::OwnStream;
 use crate::model::run::RunStatus;
 
 /// How an attempt ended, as the worker reports it.
@@ -153,6 +154,17 @@ impl Complete<'_> {
         c: &mut C,
         prefix: &str,
     ) -> Result<Vec<Recorded>> {
+        self.call_on(c, prefix, None).await
+    }
+
+    /// [`Complete::call`] for entries of the worker's own stream (broadcast runs) when
+    /// `own` is given, else of the group stream.
+    pub async fn call_on<C: ConnectionLike + Send>(
+        &self,
+        c: &mut C,
+        prefix: &str,
+        own: Option<&OwnStream>,
+    ) -> Result<Vec<Recorded>> {
         if self.attempts.is_empty() {
             return Ok(Vec::new());
         }
@@ -163,14 +175,19 @@ impl Complete<'_> {
             "hand-backs go to handback.lua"
         );
         let mut inv = COMPLETE.prepare_invoke();
-        let order = self.encode(&mut inv, prefix);
+        let order = self.encode(&mut inv, prefix, own);
         let verdicts: Vec<String> = inv.invoke_async(c).await?;
         self.decode(&order, &verdicts)
     }
 
     /// Writes the batch, plain successes first; returns the attempts' indexes in the order
     /// they were written (the order of the verdicts).
-    fn encode(&self, inv: &mut impl ScriptArgs, prefix: &str) -> Vec<usize> {
+    fn encode(
+        &self,
+        inv: &mut impl ScriptArgs,
+        prefix: &str,
+        own: Option<&OwnStream>,
+    ) -> Vec<usize> {
         let (mut lo, mut hi) = (self.attempts[0].entry, self.attempts[0].entry);
         for a in self.attempts {
             if stream_id_lt(a.entry, lo) {
@@ -182,11 +199,11 @@ impl Complete<'_> {
         }
         let (fast, slow): (Vec<usize>, Vec<usize>) =
             (0..self.attempts.len()).partition(|&i| self.attempts[i].plain_success());
-        inv.key(prefix)
-            .arg(self.worker)
-            .arg(lo)
-            .arg(hi)
-            .arg(fast.len());
+        inv.key(prefix);
+        if let Some(own) = own {
+            inv.key(&own.stream).key(&own.retry);
+        }
+        inv.arg(self.worker).arg(lo).arg(hi).arg(fast.len());
         for &i in &fast {
             let a = &self.attempts[i];
             inv.arg(a.entry)
@@ -281,8 +298,9 @@ mod tests {
             attempts: &attempts,
         };
         let mut r = Recorder::default();
-        let order = batch.encode(&mut r, "p:{g}:");
+        let order = batch.encode(&mut r, "p:{g}:", None);
         assert_eq!(order, [1, 0, 2]);
+        assert_eq!(r.keys, ["p:{g}:"]);
         #[rustfmt::skip]
         let expected = [
             "w1", "9-0", "11-2", "1",
@@ -302,6 +320,20 @@ mod tests {
             ]
         );
         assert!(batch.decode(&order, &verdicts[..2]).is_err());
+    }
+
+    #[test]
+    fn an_own_stream_batch_names_its_stream_and_retry_set() {
+        let attempts = [attempt("10-1", AttemptOutcome::Succeeded)];
+        let batch = Complete {
+            worker: "w1",
+            attempts: &attempts,
+        };
+        let own = crate::Keys::new("p").own_stream("g", "w1");
+        let mut r = Recorder::default();
+        batch.encode(&mut r, "p:{g}:", Some(&own));
+        assert_eq!(r.keys, ["p:{g}:", "p:{g}:stream:w1", "p:{g}:retry:w1"]);
+        assert_eq!(r.args[..4], ["w1", "10-1", "10-1", "1"]);
     }
 
     #[test]

@@ -48,9 +48,12 @@ pub mod run {
     pub const RETRY_AT: &str = "retry_at";
     /// Earlier attempts (JSON array), kept for runs that did not succeed at once.
     pub const HISTORY: &str = "history";
+    /// The executor a broadcast run is bound to: its entry is in that executor's own
+    /// stream (`stream:<executor>`), and no other executor may run it.
+    pub const EXECUTOR: &str = "executor";
 
     /// Every field with its Lua name (`F_<name>`).
-    pub const ALL: [(&str, &str); 20] = [
+    pub const ALL: [(&str, &str); 21] = [
         ("STATUS", STATUS),
         ("VERSION", VERSION),
         ("ENTRY", ENTRY),
@@ -71,6 +74,7 @@ pub mod run {
         ("ERROR", ERROR),
         ("RETRY_AT", RETRY_AT),
         ("HISTORY", HISTORY),
+        ("EXECUTOR", EXECUTOR),
     ];
 }
 
@@ -167,6 +171,7 @@ mod tests {
             (run::ERROR, "boom"),
             (run::RETRY_AT, "1790000001000"),
             (run::HISTORY, r#"[{"attempt":1}]"#),
+            (run::EXECUTOR, "w1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -192,6 +197,7 @@ mod tests {
         assert_eq!(r.error.as_deref(), Some("boom"));
         assert_eq!(r.retry_at, Some(1_790_000_001_000));
         assert_eq!(r.attempts.len(), 1);
+        assert_eq!(r.executor.as_deref(), Some("w1"));
     }
 
     #[test]

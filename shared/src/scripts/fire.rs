@@ -47,6 +47,9 @@ pub struct FireJob<'a> {
     /// A sharded job's per-shard parameters (JSON, "" for none): each tick becomes one run
     /// per shard.
     pub shards: Option<&'a [String]>,
+    /// A broadcast job: each tick becomes one run per live, enabled executor, in its own
+    /// stream (ignored for a sharded job).
+    pub broadcast: bool,
 }
 
 /// Fires ticks of several jobs of one group in one call.
@@ -107,6 +110,8 @@ impl Fire<'_> {
             options.push(if job.exhausted { '1' } else { '0' });
             if job.shards.is_some() {
                 options.push('s');
+            } else if job.broadcast {
+                options.push('b');
             }
             inv.arg(job.id)
                 .arg(job.expected_score)
@@ -164,6 +169,7 @@ mod tests {
             ticks: vec![1000],
             skip: None,
             shards: None,
+            broadcast: false,
         };
         let last = FireJob {
             next_score: None,
@@ -179,7 +185,11 @@ mod tests {
             shards: Some(&shards),
             ..plain.clone()
         };
-        let jobs = [plain, last, sharded];
+        let broadcast = FireJob {
+            broadcast: true,
+            ..plain.clone()
+        };
+        let jobs = [plain, last, sharded, broadcast];
         let fire = Fire {
             group: "g",
             fence: Some(&fence),
@@ -192,6 +202,7 @@ mod tests {
             "01a", "1000", "2000", "4", "a0", "1", "1000",
             "01a", "1000", "", "4", "f1", "1", "~900",
             "01a", "1000", "2000", "4", "r0s", "2", "1000", "2000", "2", "", "\"eu\"",
+            "01a", "1000", "2000", "4", "a0b", "1", "1000",
         ];
         assert_eq!(argv(&fire), expected);
         let unfenced = Fire {

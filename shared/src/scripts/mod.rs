@@ -38,6 +38,7 @@ mod reap;
 mod recheck;
 #[cfg(test)]
 mod redis_tests;
+mod retire;
 mod shard_done;
 mod start;
 mod touch;
@@ -55,6 +56,7 @@ pub use jobs::{DeleteJob, NextFire, SaveJob, SaveMode, SaveReply};
 pub use lease::{Lease, LeaseAction, LeaseReply};
 pub use reap::{Reap, ReapReply};
 pub use recheck::{Recheck, RecheckReply, RunCheck};
+pub use retire::Retire;
 pub use shard_done::{SHARDS_OK_KEEP_MS, ShardDone};
 pub use start::{MarkRunning, Start, StartReply, StartVerdict};
 pub use touch::{Touch, TouchReply};
@@ -165,6 +167,7 @@ scripts! {
     BACKFILL = "backfill.lua";
     SHARD_DONE = "shard_done.lua";
     BACKFILL_LAST = "backfill_last.lua";
+    RETIRE = "retire.lua";
 }
 
 /// Where a wrapper writes its script's keys and arguments: the invocation, or in unit tests

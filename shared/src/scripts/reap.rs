@@ -1,5 +1,5 @@
 //! `reap.lua`: forgets executors whose heartbeat stopped and deletes consumers that hold
-//! nothing.
+//! nothing; ends the broadcast runs of executors no longer alive (`lost`).
 
 use redis::aio::ConnectionLike;
 
@@ -20,6 +20,8 @@ pub struct ReapReply {
     pub executors: u64,
     /// Consumers deleted from the consumer group.
     pub consumers: u64,
+    /// Broadcast runs of executors no longer alive, recorded `lost`.
+    pub lost: u64,
 }
 
 impl Reap {
@@ -29,7 +31,7 @@ impl Reap {
         c: &mut C,
         prefix: &str,
     ) -> Result<ReapReply> {
-        let (executors, consumers): (u64, u64) = REAP
+        let (executors, consumers, lost): (u64, u64, u64) = REAP
             .key(prefix)
             .arg(self.executor_timeout_ms)
             .invoke_async(c)
@@ -37,6 +39,7 @@ impl Reap {
         Ok(ReapReply {
             executors,
             consumers,
+            lost,
         })
     }
 }

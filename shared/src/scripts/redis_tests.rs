@@ -91,6 +91,7 @@ async fn a_job_saved_since_it_was_read_is_not_fired_with_the_old_version() {
             ticks: vec![score],
             skip: None,
             shards: None,
+            broadcast: false,
         }]
     };
     let stale = fire(1);
@@ -230,6 +231,7 @@ async fn forbid_holds_a_sharded_tick_as_a_whole() {
         ticks: vec![score, score + 86_400_000],
         skip: None,
         shards: Some(&params),
+        broadcast: false,
     }];
     assert_eq!(
         call(&redis, &jobs).await,
@@ -258,4 +260,139 @@ async fn forbid_holds_a_sharded_tick_as_a_whole() {
         "{refused:?}"
     );
     cleanup(&redis).await;
+}
+
+/// A broadcast tick is one run per live, enabled executor, each in that executor's own
+/// stream; a replay of the tick fires nothing, even to an executor that joined since; an
+/// executor reaped before finishing leaves its run `lost` and its stream deleted.
+#[tokio::test]
+async fn a_broadcast_tick_goes_once_to_each_live_enabled_executor_and_ends_lost_when_reaped() {
+    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let redis = Redis::new(&RedisConfig {
+        url,
+        prefix: format!("t-bcast-{:08x}", rand::random::<u32>()),
+        timeout: Duration::from_secs(5),
+    })
+    .expect("redis handle");
+    let store = Store::new(redis.clone());
+    let keys = redis.keys().clone();
+    let job = store
+        .create_job(
+            serde_json::from_value(json!({"name": "b", "group": "g", "handler": "h",
+                "schedule": "0 0 3 * * *", "routing": {"mode": "broadcast"}}))
+            .expect("job input"),
+        )
+        .await
+        .expect("create");
+    let mut c = redis.conn().await.expect("conn");
+    let now = crate::conn::now_ms(&mut c).await.expect("now");
+    let register = |id: &str, beat: i64| {
+        redis::pipe()
+            .hset(
+                keys.executors("g"),
+                id,
+                json!({"id": id, "lease_ms": 1000}).to_string(),
+            )
+            .zadd(keys.heartbeats("g"), id, beat)
+            .clone()
+    };
+    for (id, beat) in [("a", now), ("b", now), ("c", now), ("gone", now - 60_000)] {
+        let _: () = register(id, beat)
+            .query_async(&mut c)
+            .await
+            .expect("register");
+    }
+    let _: i64 = c.sadd(keys.disabled("g"), "c").await.expect("disable");
+    let score: i64 = c.zscore(keys.schedule("g"), &job.id).await.expect("score");
+    let fire = vec![FireJob {
+        id: &job.id,
+        expected_score: score,
+        next_score: Some(score + 86_400_000),
+        version: job.version,
+        policy: ConcurrencyPolicy::Allow,
+        exhausted: false,
+        ticks: vec![score],
+        skip: None,
+        shards: None,
+        broadcast: true,
+    }];
+    assert_eq!(
+        call(&redis, &fire).await,
+        FireReply::Fired { fired: 2, stale: 0 }
+    );
+    let run = |ex: &str| format!("{}-{score}-e{ex}", job.id);
+    for ex in ["a", "b"] {
+        let rec: std::collections::HashMap<String, String> =
+            c.hgetall(keys.run("g", &run(ex))).await.expect("run");
+        assert_eq!(rec["status"], "queued");
+        assert_eq!((rec["executor"].as_str(), rec["worker"].as_str()), (ex, ex));
+        let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+            redis::cmd("XRANGE")
+                .arg(keys.executor_stream("g", ex))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut c)
+                .await
+                .expect("xrange");
+        assert_eq!(entries.len(), 1, "one entry in {ex}'s own stream");
+        assert_eq!(entries[0].1["run"], run(ex));
+    }
+    let group_len: u64 = c.xlen(keys.stream("g")).await.expect("xlen");
+    assert_eq!(group_len, 0, "nothing in the group stream");
+    for ex in ["c", "gone"] {
+        let n: u64 = c.exists(keys.run("g", &run(ex))).await.expect("exists");
+        assert_eq!(n, 0, "{ex} got a run");
+    }
+
+    // The same tick again (its score put back), with one more executor alive: nothing.
+    let _: () = register("d", now)
+        .query_async(&mut c)
+        .await
+        .expect("register");
+    let _: i64 = c
+        .zadd(keys.schedule("g"), &job.id, score)
+        .await
+        .expect("rescore");
+    assert_eq!(
+        call(&redis, &fire).await,
+        FireReply::Fired { fired: 0, stale: 0 }
+    );
+
+    // `a` stops beating: once reaped, its queued run is lost and its stream is gone.
+    let _: i64 = c
+        .zadd(keys.heartbeats("g"), "a", now - 60_000)
+        .await
+        .expect("age");
+    let reaped = super::Reap {
+        executor_timeout_ms: 30_000,
+    }
+    .call(&mut c, &keys.group_prefix("g"))
+    .await
+    .expect("reap");
+    assert_eq!((reaped.executors, reaped.lost), (2, 1), "{reaped:?}");
+    let rec: std::collections::HashMap<String, String> =
+        c.hgetall(keys.run("g", &run("a"))).await.expect("run");
+    assert_eq!(rec["status"], "lost");
+    assert!(
+        rec["error"].contains("executor a stopped before finishing"),
+        "{rec:?}"
+    );
+    let streams: u64 = c
+        .exists(&[
+            keys.executor_stream("g", "a"),
+            keys.executor_retry("g", "a"),
+        ])
+        .await
+        .expect("exists");
+    assert_eq!(streams, 0);
+    let active: bool = c.hexists(keys.active("g"), run("a")).await.expect("active");
+    assert!(!active);
+    let b: String = c.hget(keys.run("g", &run("b")), "status").await.expect("b");
+    assert_eq!(b, "queued", "a live executor's run is left alone");
+
+    let all: Vec<String> = c.keys(format!("{}*", keys.prefix())).await.expect("keys");
+    if !all.is_empty() {
+        let _: () = c.del(all).await.expect("cleanup");
+    }
 }

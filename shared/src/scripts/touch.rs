@@ -4,6 +4,7 @@ use redis::aio::ConnectionLike;
 
 use super::{ScriptArgs, TOUCH, bad_reply};
 use crate::error::Result;
+use crate::keys::OwnStream;
 
 /// Touches the entries a worker holds and records its heartbeat.
 #[derive(Clone, Copy, Debug)]
@@ -34,14 +35,29 @@ impl Touch<'_> {
         c: &mut C,
         prefix: &str,
     ) -> Result<TouchReply> {
+        self.call_on(c, prefix, None).await
+    }
+
+    /// [`Touch::call`] for entries of the worker's own stream (broadcast runs) when `own`
+    /// is given, else of the group stream.
+    pub async fn call_on<C: ConnectionLike + Send>(
+        &self,
+        c: &mut C,
+        prefix: &str,
+        own: Option<&OwnStream>,
+    ) -> Result<TouchReply> {
         let mut inv = TOUCH.prepare_invoke();
-        self.encode(&mut inv, prefix);
+        self.encode(&mut inv, prefix, own);
         let raw: (i64, Vec<String>, Vec<String>, String) = inv.invoke_async(c).await?;
         decode(raw)
     }
 
-    fn encode(&self, inv: &mut impl ScriptArgs, prefix: &str) {
-        inv.key(prefix).arg(self.consumer);
+    fn encode(&self, inv: &mut impl ScriptArgs, prefix: &str, own: Option<&OwnStream>) {
+        inv.key(prefix);
+        if let Some(own) = own {
+            inv.key(&own.stream);
+        }
+        inv.arg(self.consumer);
         for (entry, run) in self.held {
             inv.arg(entry).arg(run);
         }
@@ -74,8 +90,17 @@ mod tests {
             consumer: "w1",
             held: &held,
         }
-        .encode(&mut r, "p:{g}:");
+        .encode(&mut r, "p:{g}:", None);
         assert_eq!(r.args, ["w1", "17-0", "01a-5"]);
+        assert_eq!(r.keys, ["p:{g}:"]);
+        let mut r = Recorder::default();
+        let own = crate::Keys::new("p").own_stream("g", "w1");
+        Touch {
+            consumer: "w1",
+            held: &held,
+        }
+        .encode(&mut r, "p:{g}:", Some(&own));
+        assert_eq!(r.keys, ["p:{g}:", "p:{g}:stream:w1"]);
         let reply = decode((1, vec!["16-0".to_owned()], vec![], "99".to_owned())).unwrap();
         assert!(reply.disabled);
         assert_eq!((reply.not_ours.len(), reply.now_ms), (1, 99));

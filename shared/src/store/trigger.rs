@@ -17,8 +17,11 @@ pub type Shard = (u32, u32, String);
 /// derived run id or idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Triggered {
-    /// The run (a sharded job's first shard run).
+    /// The run (a sharded job's first shard run, a broadcast job's first executor run).
     pub run_id: String,
+    /// Every run enqueued: one per shard of a sharded job, one per live executor of a
+    /// broadcast job (or its one `skipped` run when none is live); `[run_id]` otherwise.
+    pub runs: Vec<String>,
     /// Nothing was enqueued: `run_id` was enqueued by an earlier trigger.
     pub replayed: bool,
 }
@@ -88,7 +91,8 @@ fn params_json(params: Option<&Value>) -> Result<Option<String>> {
 }
 
 impl Store {
-    /// Enqueues a run by hand, with an optional params override; returns the run id.
+    /// Enqueues a run by hand, with an optional params override; returns the run id (the
+    /// first one of a sharded or broadcast job: see [`Store::trigger_runs`]).
     pub async fn trigger<'k>(
         &self,
         id: &str,
@@ -180,10 +184,14 @@ impl Store {
     async fn enqueue_one(&self, id: &str, ask: Ask<'_>) -> Result<Triggered> {
         let (runs, replayed) = self.enqueue(id, ask).await?;
         let run_id = runs
-            .into_iter()
-            .next()
+            .first()
+            .cloned()
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-        Ok(Triggered { run_id, replayed })
+        Ok(Triggered {
+            run_id,
+            runs,
+            replayed,
+        })
     }
 
     /// The runs enqueued, and whether they had been enqueued before (a replay).
@@ -254,7 +262,7 @@ fn enqueued(reply: TriggerReply, id: &str) -> Result<(Vec<String>, bool)> {
             "job {id} forbids overlapping runs and run {run} is still in flight"
         ))),
         TriggerReply::BulkNeedsAllow => Err(Error::Conflict(format!(
-            "job {id}: bulk triggers need concurrency `allow`"
+            "job {id}: bulk triggers need concurrency `allow` and routing `any`"
         ))),
         TriggerReply::NeedsShards => Err(Error::Conflict(format!("job {id} changed concurrently"))),
     }

@@ -307,6 +307,7 @@ async fn the_group_run_index_follows_every_write_of_the_job_indexes() {
                 ticks: ticks.clone(),
                 skip,
                 shards: None,
+                broadcast: false,
             },
             FireJob {
                 id: &c3,
@@ -318,6 +319,7 @@ async fn the_group_run_index_follows_every_write_of_the_job_indexes() {
                 ticks,
                 skip: None,
                 shards: Some(&shard_params),
+                broadcast: false,
             },
         ]
     };
@@ -348,6 +350,7 @@ async fn the_group_run_index_follows_every_write_of_the_job_indexes() {
         ticks: vec![ahead],
         skip: None,
         shards: None,
+        broadcast: false,
     }];
     let call = Fire {
         group: g,

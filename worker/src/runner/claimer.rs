@@ -4,11 +4,16 @@
 //! XAUTOCLAIM looped until the cursor returns to `0-0`), then dispatches them. Entries Redis
 //! reports deleted while pending are recorded as lost by the script and counted here.
 //!
+//! Runs of broadcast jobs wait in this executor's own stream, and only it claims them: their
+//! due retries (the completer notes when one is due) and, with every new scan, entries of
+//! that stream it lost track of.
+//!
 //! It owns the XAUTOCLAIM cursor and its backoff; it reads `disabled` and the free slots.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dotjob_shared::keys::OwnStream;
 use dotjob_shared::scripts;
 use tracing::{debug, warn};
 
@@ -16,6 +21,7 @@ use super::backoff::Backoff;
 use super::delivery::Delivery;
 use super::dispatch::{self, BATCH};
 use super::outcome::Done;
+use super::own;
 use super::shared::Shared;
 
 /// How often due retries are looked for.
@@ -47,7 +53,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
         if autoclaim && cursor.is_none() {
             last_autoclaim = Instant::now();
         }
-        match claim_once(&shared, cursor.as_deref(), free, autoclaim).await {
+        let scan_starts = autoclaim && cursor.is_none();
+        match claim_once(&shared, cursor.as_deref(), free, autoclaim, None).await {
             Ok((next, batch)) => {
                 backoff.reset();
                 if autoclaim {
@@ -60,6 +67,27 @@ pub(super) async fn run(shared: Arc<Shared>) {
             Err(e) => {
                 shared.redis.log_failure("claiming runs", &e);
                 backoff.wait(&shared.stop).await;
+                continue;
+            }
+        }
+        // The own stream (broadcast runs, claimed by this executor only): when one of its
+        // retries is due, and with every new scan of the group stream (entries this worker
+        // lost track of, entries deleted under it). It is small: one call scans it whole.
+        if shared.take_own_retry_due() || scan_starts {
+            let free = shared.slots.available_permits().min(BATCH);
+            if free == 0 {
+                shared.own_retry_at(Instant::now());
+                continue;
+            }
+            match claim_once(&shared, None, free, scan_starts, Some(&shared.own)).await {
+                Ok((_, batch)) if !batch.is_empty() => dispatch::run_batch(&shared, batch).await,
+                Ok(_) => {}
+                Err(e) => {
+                    shared.own_retry_at(Instant::now());
+                    shared
+                        .redis
+                        .log_failure("claiming runs of the own stream", &e);
+                }
             }
         }
     }
@@ -73,8 +101,9 @@ async fn claim_once(
     cursor: Option<&str>,
     count: usize,
     autoclaim: bool,
+    own: Option<&OwnStream>,
 ) -> dotjob_shared::Result<(Option<String>, Vec<Delivery>)> {
-    let claimed = invoke_claim(shared, cursor, count, autoclaim).await?;
+    let claimed = invoke_claim(shared, cursor, count, autoclaim, own).await?;
     if claimed.lost > 0 {
         warn!(group = %shared.group, lost = claimed.lost, "stream entries were deleted while pending; runs recorded as lost");
         metrics::counter!(dotjob_shared::metrics::RUNS_LOST, "group" => shared.group.clone())
@@ -87,6 +116,12 @@ async fn claim_once(
         fields,
     } in claimed.entries
     {
+        // An own-stream entry carries its mark inside the worker.
+        let entry = if own.is_some() {
+            own::mark(&entry)
+        } else {
+            entry
+        };
         match Delivery::parse(entry.clone(), deliveries.max(1), &fields) {
             Some(d) => out.push(d),
             None => shared.send(Done::skip(entry, String::new(), String::new())),
@@ -104,6 +139,7 @@ async fn invoke_claim(
     cursor: Option<&str>,
     count: usize,
     autoclaim: bool,
+    own: Option<&OwnStream>,
 ) -> dotjob_shared::Result<scripts::ClaimReply> {
     let mut c = shared.redis.conn().await?;
     scripts::Claim {
@@ -113,6 +149,6 @@ async fn invoke_claim(
         autoclaim,
         cursor,
     }
-    .call(&mut c, &shared.prefix)
+    .call_on(&mut c, &shared.prefix, own)
     .await
 }

@@ -9,7 +9,9 @@
 //! (`dotjob_runs_total`, retries, dead letters), counted from the script's verdicts.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use dotjob_shared::keys::OwnStream;
 use dotjob_shared::scripts;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +19,7 @@ use tracing::info;
 
 use super::backoff::Backoff;
 use super::outcome::{Done, Outcome, counted_status};
+use super::own;
 use super::shared::Shared;
 use crate::metrics::RunCounters;
 
@@ -39,6 +42,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
         let (handback, record): (Vec<Done>, Vec<Done>) = batch
             .into_iter()
             .partition(|d| d.outcome == Outcome::Handback);
+        // A broadcast run is not handed back: no other executor may take it. Its entry stays
+        // pending in the own stream, and `retire.lua` records it `lost` as this executor
+        // deregisters.
+        let (handback, kept): (Vec<Done>, Vec<Done>) =
+            handback.into_iter().partition(|d| !own::is_own(&d.entry));
         loop {
             match write(&shared, &record, &handback, &mut counters).await {
                 Ok(()) => {
@@ -51,9 +59,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Don
                 }
             }
         }
-        shared
-            .inflight
-            .forget(record.iter().chain(&handback).map(|d| d.entry.as_str()));
+        shared.inflight.forget(
+            record
+                .iter()
+                .chain(&handback)
+                .chain(&kept)
+                .map(|d| d.entry.as_str()),
+        );
     }
 }
 
@@ -65,11 +77,22 @@ async fn write(
     counters: &mut RunCounters,
 ) -> dotjob_shared::Result<()> {
     let mut c = shared.redis.conn().await?;
-    if !record.is_empty() {
-        let recorded = invoke_complete(shared, &mut c, record).await?;
-        for (d, r) in record.iter().zip(recorded) {
+    // Entries of the group stream, then (rarely any) of the own stream: one call each.
+    let (own, group): (Vec<&Done>, Vec<&Done>) = record.iter().partition(|d| own::is_own(&d.entry));
+    for (part, own) in [(group, None), (own, Some(&shared.own))] {
+        if part.is_empty() {
+            continue;
+        }
+        let recorded = invoke_complete(shared, &mut c, &part, own).await?;
+        for (d, r) in part.iter().zip(recorded) {
             if let Some(status) = counted_status(r) {
                 counters.count(&d.job, status);
+            }
+            if own.is_some()
+                && r == scripts::Recorded::Retry
+                && let Some(delay) = d.retry_delay_ms
+            {
+                shared.own_retry_at(Instant::now() + Duration::from_millis(delay));
             }
         }
     }
@@ -84,14 +107,15 @@ async fn write(
 async fn invoke_complete(
     shared: &Shared,
     c: &mut dotjob_shared::conn::Conn,
-    record: &[Done],
+    record: &[&Done],
+    own: Option<&OwnStream>,
 ) -> dotjob_shared::Result<Vec<scripts::Recorded>> {
-    let attempts: Vec<scripts::Attempt<'_>> = record.iter().filter_map(Done::attempt).collect();
+    let attempts: Vec<scripts::Attempt<'_>> = record.iter().filter_map(|d| d.attempt()).collect();
     scripts::Complete {
         worker: &shared.id,
         attempts: &attempts,
     }
-    .call(c, &shared.prefix)
+    .call_on(c, &shared.prefix, own)
     .await
 }
 

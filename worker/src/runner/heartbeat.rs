@@ -1,6 +1,6 @@
 //! The heartbeat task: every third of the reclaim time it touches the entries this worker
-//! holds (`touch.lua`: resets their idle time so a live worker's long run is never
-//! reclaimed, records the beat), refreshes the executor's registration, and takes from the
+//! holds, in the group stream and in its own stream (`touch.lua`: resets their idle time so a
+//! live worker's long run is never reclaimed, records the beat), refreshes the executor's registration, and takes from the
 //! reply whether an admin disabled this executor, which runs were asked to cancel (in case
 //! the listener missed it) and a reading of the Redis clock.
 //!
@@ -10,9 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dotjob_shared::keys::OwnStream;
 use dotjob_shared::scripts;
 use tracing::{debug, info};
 
+use super::own;
 use super::shared::Shared;
 
 /// Most entries touched by one `touch.lua` call.
@@ -40,19 +42,36 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
+/// A held run: (entry, run id).
+type Held = (String, String);
+
 /// Touches in-flight entries and refreshes the registration; returns whether this executor
 /// is disabled.
 async fn beat(shared: &Shared, entries: &[(String, String)]) -> dotjob_shared::Result<bool> {
     let mut c = shared.redis.conn().await?;
     let mut disabled = false;
+    // Entries of the own stream (broadcast runs) are touched there, by calls of their own;
+    // the script takes the ids as Redis knows them.
+    let (own, entries): (Vec<Held>, Vec<Held>) = entries
+        .iter()
+        .cloned()
+        .partition(|(entry, _)| own::is_own(entry));
+    let own: Vec<Held> = own
+        .into_iter()
+        .map(|(entry, run)| (own::id(&entry).to_owned(), run))
+        .collect();
     // Chunked so one call stays short; with nothing held, one call with an empty list.
     let chunks: Vec<&[(String, String)]> = if entries.is_empty() {
         vec![&[]]
     } else {
         entries.chunks(TOUCH_CHUNK).collect()
     };
-    for chunk in chunks {
-        let t = invoke_touch(shared, &mut c, chunk).await?;
+    let calls = chunks.into_iter().map(|chunk| (chunk, None)).chain(
+        own.chunks(TOUCH_CHUNK)
+            .map(|chunk| (chunk, Some(&shared.own))),
+    );
+    for (chunk, own) in calls {
+        let t = invoke_touch(shared, &mut c, chunk, own).await?;
         // Taken as read when the reply arrived: a lower bound of the Redis clock, so a run
         // waiting for its tick never starts early (at worst a round trip late).
         shared.clock.record(t.now_ms);
@@ -76,11 +95,12 @@ async fn invoke_touch(
     shared: &Shared,
     c: &mut dotjob_shared::conn::Conn,
     chunk: &[(String, String)],
+    own: Option<&OwnStream>,
 ) -> dotjob_shared::Result<scripts::TouchReply> {
     scripts::Touch {
         consumer: &shared.id,
         held: chunk,
     }
-    .call(c, &shared.prefix)
+    .call_on(c, &shared.prefix, own)
     .await
 }

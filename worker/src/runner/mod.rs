@@ -13,8 +13,11 @@
 //! - [`marker`]: marks first attempts `running` once they last (`mark.lua`);
 //! - [`listener`]: drops cached definitions and cancels runs on events.
 //!
+//! Runs of broadcast jobs come through the executor's own stream (read in the same
+//! `XREADGROUP` as the group stream); [`own`] tells their entries apart.
+//!
 //! Pure parts: [`delivery`] (stream entry → run), [`outcome`] (attempt → record),
-//! [`clock`] (the Redis clock estimate); tables that own their lock:
+//! [`clock`] (the Redis clock estimate), [`own`]; tables that own their lock:
 //! [`inflight`], [`waiting`].
 
 use std::collections::HashMap;
@@ -41,6 +44,7 @@ mod inflight;
 mod listener;
 mod marker;
 mod outcome;
+mod own;
 mod reader;
 mod settings;
 mod shared;

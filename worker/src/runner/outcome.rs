@@ -164,7 +164,7 @@ impl Done {
             return None;
         }
         Some(scripts::Attempt {
-            entry: &self.entry,
+            entry: super::own::id(&self.entry),
             run: &self.run,
             job: &self.job,
             outcome: self.outcome,

@@ -1,4 +1,5 @@
-//! The reader task: new runs from the group stream. It waits for a free execution slot, then
+//! The reader task: new runs from the group stream, and from this executor's own stream
+//! (broadcast runs, in the same call). It waits for a free execution slot, then
 //! `XREADGROUP … BLOCK` on a connection of its own (a blocking read never shares the
 //! multiplexed connection, whose reply timeout is shorter than the block), parses what it
 //! gets, hands runs fired ahead to the holder and dispatches the rest.
@@ -18,6 +19,7 @@ use super::delivery::Delivery;
 use super::dispatch::{self, BATCH};
 use super::holding;
 use super::outcome::Done;
+use super::own;
 use super::shared::Shared;
 
 /// How long one `XREADGROUP` blocks; also bounds how quickly the reader sees a shutdown.
@@ -29,6 +31,9 @@ const WAIT_MAX: usize = 20_000;
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut conn: Option<MultiplexedConnection> = None;
     let mut backoff = Backoff::new();
+    // The own stream and its consumer group exist from the start (a broadcast run may be
+    // fired to this executor as soon as its heartbeat is seen).
+    ensure_group(&shared).await;
     while !shared.stop.is_cancelled() {
         if shared.is_disabled() {
             tokio::select! {
@@ -90,7 +95,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
     debug!("reader stopped");
 }
 
-/// One `XREADGROUP` of at most `count` new entries.
+/// One `XREADGROUP` of at most `count` new entries of the group stream and of this
+/// executor's own stream (broadcast runs; their ids come back marked, see [`own`]).
 async fn read(
     shared: &Shared,
     c: &mut MultiplexedConnection,
@@ -106,13 +112,23 @@ async fn read(
         .arg(BLOCK.as_millis() as u64)
         .arg("STREAMS")
         .arg(&shared.stream)
+        .arg(&shared.own.stream)
+        .arg(">")
         .arg(">")
         .query_async(c)
         .await?;
     Ok(reply
         .into_iter()
         .flat_map(|r| r.keys)
-        .flat_map(|k| k.ids)
+        .flat_map(|k| {
+            let own = k.key == shared.own.stream;
+            k.ids.into_iter().map(move |mut e| {
+                if own {
+                    e.id = own::mark(&e.id);
+                }
+                e
+            })
+        })
         .collect())
 }
 
@@ -129,22 +145,27 @@ async fn capacity(shared: &Shared, max: usize) -> Option<usize> {
     Some(shared.slots.available_permits().clamp(1, max))
 }
 
-/// (Re)creates the consumer group at the stream's start, so nothing fired is skipped.
+/// (Re)creates the consumer group at the start of the group stream and of the own stream,
+/// so nothing fired is skipped.
 async fn ensure_group(shared: &Shared) {
     let res: dotjob_shared::Result<()> = async {
         let mut c = shared.redis.conn().await?;
-        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&shared.stream)
-            .arg(CONSUMER_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut c)
-            .await;
-        match r {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
-            _ => Ok(()),
+        for stream in [&shared.stream, &shared.own.stream] {
+            let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(stream)
+                .arg(CONSUMER_GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut c)
+                .await;
+            if let Err(e) = r
+                && e.code() != Some("BUSYGROUP")
+            {
+                return Err(e.into());
+            }
         }
+        Ok(())
     }
     .await;
     if let Err(e) = res {

@@ -8,10 +8,12 @@
 //! grace period is over; see [`InFlightTable`], [`Waiting`] and [`RedisClock`] for theirs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use dotjob_shared::conn::Redis;
+use dotjob_shared::keys::OwnStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -37,6 +39,11 @@ pub(super) struct Shared {
     pub(super) prefix: String,
     /// The group's stream.
     pub(super) stream: String,
+    /// This executor's own stream and retry set (broadcast runs meant for it alone).
+    pub(super) own: OwnStream,
+    /// When the earliest retry of an own-stream run is due (written by the completer, taken
+    /// by the claimer, which then claims on the own stream before its usual cadence).
+    pub(super) own_retry_due: Mutex<Option<Instant>>,
     /// Job definitions: filled by the dispatcher, emptied by the listener.
     pub(super) cache: JobCache,
     /// One permit per execution slot: taken by the dispatcher, released by the execution.
@@ -72,6 +79,8 @@ impl Shared {
         Self {
             prefix: keys.group_prefix(&group),
             stream: keys.stream(&group),
+            own: keys.own_stream(&group, &id),
+            own_retry_due: Mutex::new(None),
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             cache: JobCache::new(4_096),
             inflight: InFlightTable::default(),
@@ -117,6 +126,24 @@ impl Shared {
     }
 
     /// The sorted handler names, for an error naming what this worker has.
+    /// Notes an own-stream retry due at `at`: the claimer looks for it then.
+    pub(super) fn own_retry_at(&self, at: Instant) {
+        if let Ok(mut due) = self.own_retry_due.lock() {
+            *due = Some(due.map_or(at, |d| d.min(at)));
+        }
+    }
+
+    /// Whether an own-stream retry is due by now; forgets it if so.
+    pub(super) fn take_own_retry_due(&self) -> bool {
+        match self.own_retry_due.lock() {
+            Ok(mut due) if due.is_some_and(|d| d <= Instant::now()) => {
+                *due = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn handler_names(&self) -> String {
         let mut v: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
         v.sort_unstable();

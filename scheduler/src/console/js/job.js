@@ -144,7 +144,8 @@ export function mount(main, ctx) {
     }
     try {
       const r = await api('POST', `/jobs/${enc(id)}/trigger`, body);
-      triggered.replaceChildren('Queued run ', h('a', { href: `/runs/${enc(r.run_id)}` }, r.run_id), '.');
+      const more = r.runs && r.runs.length > 1 ? ` and ${r.runs.length - 1} more (one per shard or executor)` : '';
+      triggered.replaceChildren('Queued run ', h('a', { href: `/runs/${enc(r.run_id)}` }, r.run_id), `${more}.`);
       ctx.refreshNow();
     } catch (e) {
       if (e.field && e.field.startsWith('params')) fieldError('trigger-params', e.message);

@@ -48,7 +48,7 @@ export function jobForm({ job, create, onSubmit }) {
     misfire_threshold_ms: inp('misfire_threshold_ms', { type: 'number', min: 0, placeholder: '30000' }),
     catch_up_limit: inp('catch_up_limit', { type: 'number', min: 1, placeholder: '100' }),
     concurrency: h('select', { name: 'concurrency' }, ['allow', 'forbid', 'replace'].map((v) => h('option', { value: v }, v))),
-    'routing.mode': h('select', { name: 'routing.mode' }, ['any', 'sharded'].map((v) => h('option', { value: v }, v))),
+    'routing.mode': h('select', { name: 'routing.mode' }, ['any', 'broadcast', 'sharded'].map((v) => h('option', { value: v }, v))),
     'routing.shards': inp('routing.shards', { type: 'number', min: 1, max: 1024, placeholder: '2' }),
     'routing.shard_params': h('textarea', { name: 'routing.shard_params', rows: 2, spellcheck: 'false', placeholder: '[] (one JSON value per shard)' }),
     children: inp('children', { type: 'text', placeholder: 'job ids, comma-separated', autocomplete: 'off' }),
@@ -107,7 +107,7 @@ export function jobForm({ job, create, onSubmit }) {
     c.misfire_policy.value = v(src.misfire_policy, 'fire_once');
     c.concurrency.value = v(src.concurrency, 'allow');
     const r = src.routing || { mode: 'any' };
-    c['routing.mode'].value = r.mode === 'sharded' ? 'sharded' : 'any';
+    c['routing.mode'].value = ['sharded', 'broadcast'].includes(r.mode) ? r.mode : 'any';
     c['routing.shards'].value = v(r.shards);
     c['routing.shard_params'].value = r.shard_params && r.shard_params.length ? JSON.stringify(r.shard_params) : '';
     c.children.value = (src.children || []).join(', ');
@@ -152,6 +152,8 @@ export function jobForm({ job, create, onSubmit }) {
     if (c['routing.mode'].value === 'sharded') {
       const sp = parse('routing.shard_params', 'shard params');
       out.routing = { mode: 'sharded', shards: num('routing.shards'), shard_params: sp === undefined ? [] : sp };
+    } else if (c['routing.mode'].value === 'broadcast') {
+      out.routing = { mode: 'broadcast' };
     } else {
       out.routing = { mode: 'any' };
     }

@@ -107,6 +107,7 @@ export function mount(main, ctx) {
       ['Attempt', String(r.attempt)],
       ['Retry at', r.retry_at ? when(r.retry_at) : null],
       ['Worker', r.worker],
+      ['Bound to executor', r.executor ? `${r.executor} (broadcast: runs there only)` : null],
       ['Code', r.code === null || r.code === undefined ? null : String(r.code)],
       ['Shard', r.shards ? `${r.shard + 1} of ${r.shards}` : null],
       ['Shard param', r.shard_param === undefined ? null : h('code', {}, JSON.stringify(r.shard_param))],

@@ -332,10 +332,7 @@ mod tests {
             field_of(with("routing", json!({"mode": "sharded", "shards": 0}))),
             "routing.shards"
         );
-        assert_eq!(
-            field_of(with("routing", json!({"mode": "broadcast"}))),
-            "routing.mode"
-        );
+        assert!(with("routing", json!({"mode": "broadcast"})).is_ok());
         assert_eq!(field_of(with("children", json!(["01test"]))), "children");
         assert_eq!(
             field_of(with("description", json!("d".repeat(2_001)))),
@@ -371,10 +368,10 @@ mod tests {
             "schedule": "bogus"}));
         assert_eq!(field_of(r), "timezone");
         let r = input(
-            json!({"name": "n", "handler": "h", "routing": {"mode": "broadcast"},
+            json!({"name": "n", "handler": "h", "routing": {"mode": "sharded", "shards": 0},
             "children": ["NOT-AN-ID"]}),
         );
-        assert_eq!(field_of(r), "routing.mode");
+        assert_eq!(field_of(r), "routing.shards");
     }
 
     #[test]

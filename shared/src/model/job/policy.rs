@@ -35,10 +35,11 @@ pub enum ConcurrencyPolicy {
     Replace,
 }
 
-/// Where runs execute: `any` one executor, or `sharded` into N runs (run ids end `-s<k>`),
-/// each with its shard index and parameter (overlap policies apply to a tick as a whole;
-/// children fire once every shard of a tick succeeded). `broadcast` (every live executor)
-/// is not supported yet and is refused.
+/// Where runs execute: `any` one executor, `broadcast` to every live, enabled executor (one
+/// run per executor, run ids end `-e<executor>`; it needs concurrency `allow` and no
+/// children), or `sharded` into N runs (run ids end `-s<k>`), each with its shard index and
+/// parameter (overlap policies apply to a tick as a whole; children fire once every shard of
+/// a tick succeeded).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
@@ -46,7 +47,8 @@ pub enum Routing {
     /// One run on any executor of the group.
     #[default]
     Any,
-    /// One run on every live executor of the group (refused for now).
+    /// One run on every live, enabled executor of the group at fire time, run by that
+    /// executor only.
     Broadcast,
     /// `shards` runs per tick or trigger, each with its index and parameter.
     Sharded {

@@ -214,22 +214,38 @@ pub(super) fn shards(routing: &Routing) -> Result<()> {
     Ok(())
 }
 
-/// What a routing mode allows: `broadcast` is refused. A sharded job takes any concurrency
-/// policy (applied to a tick as a whole) and children (fired once every shard of a tick
-/// succeeded).
+/// What a routing mode allows: a broadcast job (see [`broadcast`]) needs concurrency `allow`
+/// and no children. A sharded job takes any concurrency policy (applied to a tick as a whole)
+/// and children (fired once every shard of a tick succeeded).
 pub(super) fn routing_mode(
     routing: &Routing,
-    _concurrency: ConcurrencyPolicy,
-    _children: &[String],
+    concurrency: ConcurrencyPolicy,
+    children: &[String],
 ) -> Result<()> {
     match routing {
         Routing::Any => Ok(()),
-        Routing::Broadcast => Err(Error::invalid(
-            "routing.mode",
-            "`broadcast` is not supported yet; use `any` or `sharded`",
-        )),
+        Routing::Broadcast => broadcast(concurrency, children),
         Routing::Sharded { .. } => Ok(()),
     }
+}
+
+/// A broadcast job runs once per live executor per tick: an overlap policy (`forbid`,
+/// `replace`) would have to weigh one executor's run against another's, and children would
+/// fire once per executor; both are refused rather than guessed.
+fn broadcast(concurrency: ConcurrencyPolicy, children: &[String]) -> Result<()> {
+    if concurrency != ConcurrencyPolicy::Allow {
+        return Err(Error::invalid(
+            "concurrency",
+            "a broadcast job needs concurrency `allow` (each executor runs its own copy of every tick)",
+        ));
+    }
+    if !children.is_empty() {
+        return Err(Error::invalid(
+            "children",
+            "a broadcast job cannot have child jobs (they would fire once per executor)",
+        ));
+    }
+    Ok(())
 }
 
 /// Children: at most 32 job ids, none of them the job itself (`id`).
@@ -377,9 +393,18 @@ mod tests {
         assert_eq!(field(shards(&sharded(3, 2))), "routing.shard_params");
         let allow = ConcurrencyPolicy::Allow;
         assert!(routing_mode(&Routing::Any, ConcurrencyPolicy::Forbid, &["01a".into()]).is_ok());
+        assert!(routing_mode(&Routing::Broadcast, allow, &[]).is_ok());
         assert_eq!(
-            field(routing_mode(&Routing::Broadcast, allow, &[])),
-            "routing.mode"
+            field(routing_mode(
+                &Routing::Broadcast,
+                ConcurrencyPolicy::Forbid,
+                &[]
+            )),
+            "concurrency"
+        );
+        assert_eq!(
+            field(routing_mode(&Routing::Broadcast, allow, &["01a".into()])),
+            "children"
         );
         // A sharded job takes any overlap policy and children.
         assert!(routing_mode(&sharded(2, 0), ConcurrencyPolicy::Replace, &[]).is_ok());

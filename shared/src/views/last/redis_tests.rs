@@ -232,6 +232,7 @@ async fn the_last_status_index_follows_every_write_of_a_jobs_newest_run() {
             ticks: vec![due - 120_000],
             skip: Some(due),
             shards: None,
+            broadcast: false,
         },
         FireJob {
             id: &d,
@@ -243,6 +244,7 @@ async fn the_last_status_index_follows_every_write_of_a_jobs_newest_run() {
             ticks: vec![due],
             skip: None,
             shards: Some(&shard_params),
+            broadcast: false,
         },
     ];
     Fire {
@@ -411,6 +413,7 @@ async fn the_last_status_index_follows_every_write_of_a_jobs_newest_run() {
         ticks: vec![ahead],
         skip: None,
         shards: None,
+        broadcast: false,
     }];
     Fire {
         group: g,
@@ -447,6 +450,7 @@ async fn the_last_status_index_follows_every_write_of_a_jobs_newest_run() {
         ticks: vec![ahead],
         skip: None,
         shards: None,
+        broadcast: false,
     }];
     Fire {
         group: g,
