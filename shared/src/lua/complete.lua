@@ -19,7 +19,11 @@
 --          F_WORKER, and where they apply F_CODE, F_RESULT, F_ERROR, F_RETRY_AT,
 --          F_HISTORY); retry (a failure with attempts left stays pending, listed there for
 --          its backoff); dead (a dead letter D_* when attempts are exhausted); cancel;
---          inflight; the stream (one XACK per batch); active (one HDEL per batch)
+--          inflight; the stream (one XACK per batch); active (one HDEL per batch);
+--          alerts: fail-streaks (job -> consecutive failed runs: + 1 on a final failure,
+--          deleted on a success, looked at only while it exists) and alert-events (one
+--          capped XADD per final failure or timed-out attempt: A_KIND, A_RUN, A_ATTEMPT,
+--          A_STREAK, A_ERROR)
 -- Reply:   one verdict per attempt, plain successes first: "final" | "dead" | "retry" |
 --          "stale" (no longer this worker's) | "skip".
 local worker = ARGV[1]
@@ -36,6 +40,13 @@ for _, p in ipairs(redis.call('XPENDING', stream, CONSUMER_GROUP, ARGV[2], ARGV[
 end
 local cancel_key = P .. K_CANCEL
 local cancels = redis.call('EXISTS', cancel_key) == 1
+-- Alerts: a job's failure streak, and an event per final failure or timed-out attempt.
+local streaks_key = P .. K_FAIL_STREAKS
+local streaking = redis.call('EXISTS', streaks_key) == 1
+local function alert_event(P, kind, run, attempt, streak, err)
+  redis.call('XADD', P .. K_ALERT_EVENTS, 'MAXLEN', '~', 10000, '*', A_KIND, kind, A_RUN, run,
+    A_ATTEMPT, attempt, A_STREAK, streak, A_ERROR, err)
+end
 
 -- Attempt history (a JSON array): kept only for runs that failed, were cancelled or took
 -- more than one attempt, so a first-time success costs nothing extra.
@@ -56,6 +67,7 @@ for i = 5, slow_from - 1, 4 do
   if mine[entry] then
     redis.call('HSET', run_prefix .. run, F_STATUS, 'succeeded', F_DURATION_MS, ARGV[i + 2],
       F_STARTED_AT, now - tonumber(ARGV[i + 3]), F_WORKER, worker)
+    if streaking then redis.call('HDEL', streaks_key, string.match(run, '^[^-]+')) end
     ack[#ack + 1] = entry
     done[#done + 1] = run
     out[#out + 1] = 'final'
@@ -84,6 +96,7 @@ for i = slow_from, #ARGV, W do
       F_ERROR, err, F_RETRY_AT, due,
       F_HISTORY, history(rk, attempt, outcome, code, duration, started, err))
     redis.call('ZADD', P .. K_RETRY, due, entry)
+    if outcome == 'timed_out' then alert_event(P, outcome, run, attempt, 0, err) end
     out[#out + 1] = 'retry'
   else
     local status = outcome
@@ -125,6 +138,11 @@ for i = slow_from, #ARGV, W do
         rec[#rec + 1] = history(rk, attempt, status, code, duration, started, err)
       end
       redis.call('HSET', rk, unpack(rec))
+    end
+    if status == 'failed' or status == 'dead' or status == 'timed_out' then
+      alert_event(P, status, run, attempt, redis.call('HINCRBY', streaks_key, job, 1), err)
+    elseif status == 'succeeded' and streaking then
+      redis.call('HDEL', streaks_key, job)
     end
     if eventful then
       redis.call('HDEL', rk, F_RETRY_AT)

@@ -26,7 +26,8 @@
 --          F_FIRED_BY, F_SHARD, F_SHARDS, F_SHARD_PARAM; or F_STATUS 'skipped' with
 --          F_FINISHED_AT and F_ERROR); active; inflight (forbid / replace); schedule (next
 --          score or removal); job:<id> (`enabled` false, `updated_at`, `version` + 1 when
---          exhausted); a `replace` cancels the run in flight (see cancel_run)
+--          exhausted); a `replace` cancels the run in flight (see cancel_run); alert-events
+--          (a capped XADD per skipped tick: A_KIND 'skipped', A_RUN, A_ERROR)
 -- Reply:   {"ok" | "fenced", runs fired, jobs skipped as stale (fired or changed elsewhere)}
 local group, token, channel = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
@@ -61,6 +62,9 @@ local fired_now = {} -- job id -> run fired by this call (for overlap policies)
 local function record(rk, version, status, err)
   redis.call('HSET', rk, F_STATUS, status, F_VERSION, version, F_FINISHED_AT, now,
     F_FIRED_BY, token, F_ERROR, err)
+  -- An alert event: the run id is the rest of the record's key.
+  redis.call('XADD', P .. K_ALERT_EVENTS, 'MAXLEN', '~', 10000, '*', A_KIND, status,
+    A_RUN, string.sub(rk, #P + #K_RUN + 1), A_ERROR, err)
 end
 
 local j = 0
