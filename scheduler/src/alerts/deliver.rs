@@ -117,7 +117,7 @@ async fn attempt(
             _ => AttemptStatus::Failed,
         }
     };
-    metrics::counter!("dotjob_alerts_sent_total", "result" => status.name()).increment(1);
+    metrics::counter!(dotjob_shared::metrics::ALERTS_SENT, "result" => status.name()).increment(1);
     match status {
         AttemptStatus::Delivered => {
             debug!(

@@ -123,7 +123,7 @@ pub async fn enqueue(
         EnqueueReply::Seen => "seen",
         EnqueueReply::Silenced => "silenced",
     };
-    metrics::counter!("dotjob_alerts_total", "event" => alert.event, "result" => label)
+    metrics::counter!(dotjob_shared::metrics::ALERTS, "event" => alert.event, "result" => label)
         .increment(1);
     Ok((reply, id))
 }
