@@ -392,7 +392,7 @@ async fn a_flapping_job_alerts_once_per_silence_window() {
         .handler("flap", move |_ctx: RunContext| {
             let n = c.fetch_add(1, Ordering::SeqCst);
             async move {
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     Err(HandlerError::fatal("flapping"))
                 } else {
                     Ok(json!({}))
