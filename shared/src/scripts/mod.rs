@@ -28,6 +28,8 @@ mod alert_claim;
 mod alert_cursor;
 mod alert_enqueue;
 mod alert_record;
+#[cfg(test)]
+mod alert_redis_tests;
 mod backfill;
 mod cancel;
 mod claim;
