@@ -121,6 +121,19 @@ async fn hook(State(s): State<Arc<ReceiverState>>, headers: HeaderMap, body: Byt
     status
 }
 
+/// A Slack incoming webhook: records `{"event": "slack", "text": …}`.
+async fn slack(State(s): State<Arc<ReceiverState>>, body: Bytes) -> StatusCode {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let only_text = v.as_object().is_some_and(|o| o.len() == 1) && v["text"].is_string();
+    s.got.lock().unwrap().push(Received {
+        at: Instant::now(),
+        delivery: String::new(),
+        body: json!({"event": "slack", "text": v["text"], "only_text": only_text}),
+        status: 200,
+    });
+    StatusCode::OK
+}
+
 impl Receiver {
     async fn start() -> Self {
         let state = Arc::new(ReceiverState::default());
@@ -130,6 +143,7 @@ impl Receiver {
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(hook))
+            .route("/slack", axum::routing::post(slack))
             .with_state(state.clone());
         let server = Spawned::new(|shutdown| async move {
             axum::serve(listener, app)
@@ -835,6 +849,87 @@ async fn alert_rules_are_validated_guarded_and_audited() {
         "a read token's refused write was recorded: {rows:?}"
     );
 
+    sched.shutdown().await;
+    delete_prefix(&url, &prefix).await;
+}
+
+#[tokio::test]
+async fn a_long_run_alerts_naming_it_and_a_timeout_reaches_slack() {
+    let url = shared_redis();
+    let prefix = unique_prefix("alert-long");
+    let sched = scheduler(&url, &prefix).await;
+    let worker = TestWorker::start(&url, &prefix, "al-long");
+    let api = Api::new(&sched.base);
+    api.wait_ready().await;
+    let receiver = Receiver::start().await;
+    let long = api
+        .create_job(
+            &json!({"name": "long", "group": "al-long", "handler": "sleep",
+            "params": {"ms": 4_000}, "timeout_ms": 20_000}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let slow = api
+        .create_job(
+            &json!({"name": "slow", "group": "al-long", "handler": "sleep",
+            "params": {"ms": 5_000}, "timeout_ms": 300, "max_attempts": 1}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    rule(
+        &api,
+        &receiver,
+        "group:al-long",
+        json!([{"event": "long_running", "after_ms": 1_500}]),
+        600_000,
+    )
+    .await;
+    let a = api
+        .call(
+            "POST",
+            "/alerts/rules",
+            Some(&json!({"name": "to slack", "scope": format!("job:{slow}"),
+            "events": [{"event": "timed_out"}],
+            "target": {"type": "slack", "url": receiver.url.replace("/hook", "/slack")}})),
+        )
+        .await
+        .expect("slack rule");
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["target"]["secret_set"], false);
+
+    let run = api.trigger(&long, None).await;
+    let timed = api.trigger(&slow, None).await;
+    let got = receiver
+        .wait("long_running", 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(got[0].body["run"], run.as_str());
+    let text = got[0].body["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("running for") && text.contains("\"long\""),
+        "{text}"
+    );
+    let slack = receiver.wait("slack", 1, Duration::from_secs(20)).await;
+    assert_eq!(
+        slack[0].body["only_text"], true,
+        "a Slack body is {{\"text\": …}} only"
+    );
+    let text = slack[0].body["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("timed out") && text.contains(&timed),
+        "{text}"
+    );
+    let done = api.wait_run_final(&run, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "succeeded");
+    receiver
+        .stays_at("long_running", 1, Duration::from_millis(500))
+        .await;
+    assert_eq!(receiver.of("slack").len(), 1);
+
+    worker.stop().await;
     sched.shutdown().await;
     delete_prefix(&url, &prefix).await;
 }
