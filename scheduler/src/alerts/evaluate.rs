@@ -412,19 +412,12 @@ impl Evaluator {
             pipe.query_async(&mut c).await?
         };
         drop(c);
-        let mut unheld_now = HashMap::new();
-        for (g, (owner, expires)) in groups.iter().zip(leases) {
-            let held = owner.is_some_and(|o| !o.is_empty()) && expires.unwrap_or(0) >= now;
-            if !held {
-                let since = self
-                    .unheld_since
-                    .get(g)
-                    .copied()
-                    .unwrap_or_else(Instant::now);
-                unheld_now.insert(g.clone(), since);
-            }
-        }
-        self.unheld_since = unheld_now;
+        self.unheld_since = unheld(
+            &self.unheld_since,
+            groups.iter().cloned().zip(leases),
+            now,
+            Instant::now(),
+        );
         for (g, since) in &self.unheld_since {
             if since.elapsed() < self.unheld_grace {
                 continue;
@@ -448,6 +441,26 @@ impl Evaluator {
         }
         Ok(())
     }
+}
+
+/// The groups whose lease nobody holds at `now_ms` (Redis clock), each with since when this
+/// replica has seen it so: the instant of `prev` (the last check) for a group still unheld,
+/// `seen_at` for one newly unheld; a group held again drops out.
+fn unheld(
+    prev: &HashMap<String, Instant>,
+    leases: impl Iterator<Item = (String, (Option<String>, Option<i64>))>,
+    now_ms: i64,
+    seen_at: Instant,
+) -> HashMap<String, Instant> {
+    leases
+        .filter(|(_, (owner, expires))| {
+            owner.as_deref().is_none_or(str::is_empty) || expires.unwrap_or(0) < now_ms
+        })
+        .map(|(g, _)| {
+            let since = prev.get(&g).copied().unwrap_or(seen_at);
+            (g, since)
+        })
+        .collect()
 }
 
 /// `"name" (id)`, or the id alone when the job is gone.
@@ -534,6 +547,42 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         GroupEvent::parse(format!("{at}-0"), f).unwrap()
+    }
+
+    #[test]
+    fn a_group_is_unheld_from_when_first_seen_so_until_held_again() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(5);
+        let lease = |g: &str, owner: &str, expires: i64| {
+            (g.to_owned(), (Some(owner.to_owned()), Some(expires)))
+        };
+        let first = unheld(
+            &HashMap::new(),
+            [
+                lease("free", "", 0),
+                lease("held", "r1", 2_000),
+                lease("lapsed", "r1", 500),
+            ]
+            .into_iter(),
+            1_000,
+            t0,
+        );
+        assert_eq!(first.len(), 2);
+        assert_eq!((first["free"], first["lapsed"]), (t0, t0));
+        // Still free: since the first sighting; taken again: gone.
+        let second = unheld(
+            &first,
+            [
+                lease("free", "", 0),
+                lease("lapsed", "r2", 9_000),
+                ("new".to_owned(), (None, None)),
+            ]
+            .into_iter(),
+            1_000,
+            t1,
+        );
+        assert_eq!(second.len(), 2);
+        assert_eq!((second["free"], second["new"]), (t0, t1));
     }
 
     #[test]
