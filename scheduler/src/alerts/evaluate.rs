@@ -1,8 +1,9 @@
 //! The evaluation task (one per replica): turns group events and group states into queued
 //! alerts. It runs beside the firing loops, never in them, so alerting cannot delay a tick.
 //!
-//! Each round (every `interval`) reads the enabled rules, then for every group whose lease
-//! this replica holds reads the group's alert events after its cursor, queues an alert per
+//! Each round (every `interval`) reads the enabled rules and, in one pipelined round trip,
+//! the cursor and newest event of every group whose lease this replica holds; for each group
+//! with news it reads the group's alert events after its cursor, queues an alert per
 //! (rule, event) that matches, and advances the cursor, fenced by the lease
 //! (`alert_cursor.lua`). Every `check_every` it also runs the state checks of its groups
 //! (runs running too long, due work and no live executor) and, in every replica, the check
@@ -154,18 +155,27 @@ impl Evaluator {
         if check {
             self.last_check = Some(Instant::now());
         }
-        for (group, held) in self.leases.states() {
-            let Some(holding) = held.then(|| self.leases.holding(&group)).flatten() else {
-                continue;
-            };
-            let mine: Vec<&Rule> = rules.iter().filter(|r| r.may_cover_group(&group)).collect();
-            if mine.is_empty() {
-                continue;
+        // The held groups some rule may cover, with their lease.
+        let held: Vec<(String, crate::lease::Holding)> = self
+            .leases
+            .states()
+            .into_iter()
+            .filter(|(g, held)| *held && rules.iter().any(|r| r.may_cover_group(g)))
+            .filter_map(|(g, _)| self.leases.holding(&g).map(|h| (g, h)))
+            .collect();
+        // One round trip for every group: its cursor and its newest event.
+        let news = self.newest_events(&held).await?;
+        for ((group, holding), (cursor, newest)) in held.iter().zip(news) {
+            let mine: Vec<&Rule> = rules.iter().filter(|r| r.may_cover_group(group)).collect();
+            if newest.is_some() && newest != cursor {
+                let evaluated = self
+                    .group_events(group, cursor, holding.fence(), &mine)
+                    .await;
+                if let Err(e) = evaluated {
+                    debug!(group, error = %e, "cannot evaluate the group's alert events");
+                }
             }
-            if let Err(e) = self.group_events(&group, holding.fence(), &mine).await {
-                debug!(group, error = %e, "cannot evaluate the group's alert events");
-            }
-            if check && let Err(e) = self.group_checks(&group, &mine).await {
+            if check && let Err(e) = self.group_checks(group, &mine).await {
                 debug!(group, error = %e, "cannot check the group for alerts");
             }
         }
@@ -193,16 +203,49 @@ impl Evaluator {
         name
     }
 
+    /// Each group's alert cursor and newest alert event id, in one round trip.
+    async fn newest_events(
+        &self,
+        groups: &[(String, crate::lease::Holding)],
+    ) -> dotjob_shared::Result<Vec<(Option<String>, Option<String>)>> {
+        if groups.is_empty() {
+            return Ok(vec![]);
+        }
+        let keys = self.redis.keys();
+        let mut pipe = redis::pipe();
+        for (g, _) in groups {
+            pipe.get(keys.alert_cursor(g));
+            pipe.cmd("XREVRANGE")
+                .arg(keys.alert_events(g))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let mut c = self.redis.conn().await?;
+        let flat: Vec<redis::Value> = pipe.query_async(&mut c).await?;
+        Ok(flat
+            .chunks(2)
+            .map(|pair| {
+                let read = |i: usize| pair.get(i).cloned().unwrap_or(redis::Value::Nil);
+                let cursor = redis::from_redis_value::<Option<String>>(read(0)).unwrap_or(None);
+                let newest: Vec<(String, HashMap<String, String>)> =
+                    redis::from_redis_value(read(1)).unwrap_or_default();
+                (cursor, newest.into_iter().next().map(|e| e.0))
+            })
+            .collect())
+    }
+
     /// Queues one alert per matching (rule, event) after the group's cursor, then moves it.
     async fn group_events(
         &mut self,
         group: &str,
+        cursor: Option<String>,
         fence: Option<&Fence>,
         rules: &[&Rule],
     ) -> dotjob_shared::Result<()> {
         let keys = self.redis.keys().clone();
         let mut c = self.redis.conn().await?;
-        let cursor: Option<String> = c.get(keys.alert_cursor(group)).await?;
         let start = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
         let rows: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
             .arg(keys.alert_events(group))
