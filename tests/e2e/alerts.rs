@@ -933,3 +933,105 @@ async fn a_long_run_alerts_naming_it_and_a_timeout_reaches_slack() {
     sched.shutdown().await;
     delete_prefix(&url, &prefix).await;
 }
+
+/// Whether the scheduler at `base` holds the lease of `group` (its `/readyz` says).
+async fn holds(base: &str, group: &str) -> bool {
+    let a = Api::new(base)
+        .raw("GET", "/readyz", None)
+        .await
+        .expect("readyz");
+    a.body["leases"]["held"]
+        .as_array()
+        .is_some_and(|h| h.iter().any(|g| g == group))
+}
+
+#[tokio::test]
+async fn each_event_alerts_once_across_a_lease_handover() {
+    let url = shared_redis();
+    let prefix = unique_prefix("alert-handover");
+    let (s1, s2) = (
+        scheduler(&url, &prefix).await,
+        scheduler(&url, &prefix).await,
+    );
+    let worker = TestWorker::start(&url, &prefix, "al-hand");
+    let (a1, a2) = (Api::new(&s1.base), Api::new(&s2.base));
+    a1.wait_ready().await;
+    a2.wait_ready().await;
+    let dead_job = |name: &'static str| {
+        let api = a1.clone();
+        async move {
+            api.create_job(&json!({"name": name, "group": "al-hand", "handler": "fail"}))
+                .await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        }
+    };
+    let (first, second) = (dead_job("first").await, dead_job("second").await);
+    let receiver = Receiver::start().await;
+    // The shortest silence: a repeat after the handover would not be silenced.
+    rule(
+        &a1,
+        &receiver,
+        "group:al-hand",
+        json!([{"event": "consecutive_failures", "count": 1}]),
+        1_000,
+    )
+    .await;
+    let holder = wait_for(
+        "a replica to hold the group",
+        Duration::from_secs(30),
+        || async {
+            if holds(&s1.base, "al-hand").await {
+                Some(1)
+            } else if holds(&s2.base, "al-hand").await {
+                Some(2)
+            } else {
+                None
+            }
+        },
+    )
+    .await;
+    let run = a1.trigger(&first, None).await;
+    a1.wait_run_final(&run, Duration::from_secs(30)).await;
+    receiver
+        .wait("consecutive_failures", 1, Duration::from_secs(20))
+        .await;
+
+    // The holder stops; the other replica takes the group and its cursor.
+    let (survivor, api) = if holder == 1 {
+        s1.shutdown().await;
+        (s2, a2)
+    } else {
+        s2.shutdown().await;
+        (s1, a1)
+    };
+    wait_for(
+        "the survivor to hold the group",
+        Duration::from_secs(30),
+        || async { holds(&survivor.base, "al-hand").await.then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await; // past the first job's silence
+    let run = api.trigger(&second, None).await;
+    api.wait_run_final(&run, Duration::from_secs(30)).await;
+    let got = receiver
+        .wait("consecutive_failures", 2, Duration::from_secs(20))
+        .await;
+    receiver
+        .stays_at("consecutive_failures", 2, Duration::from_secs(2))
+        .await;
+    let jobs: Vec<&str> = got
+        .iter()
+        .map(|r| r.body["job"]["id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        jobs,
+        [first.as_str(), second.as_str()],
+        "one alert per event, none repeated"
+    );
+
+    worker.stop().await;
+    survivor.shutdown().await;
+    delete_prefix(&url, &prefix).await;
+}
