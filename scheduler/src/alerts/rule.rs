@@ -72,8 +72,8 @@ impl EventRule {
     }
 }
 
-/// Where alerts go, as stored (with the secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where alerts go, as stored (with the secret; `Debug` never prints it).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Target {
     /// A JSON `POST` signed with HMAC-SHA256 (`X-Dotjob-Signature`).
@@ -88,6 +88,19 @@ pub enum Target {
         /// The incoming-webhook URL.
         url: String,
     },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Webhook { url, .. } => f
+                .debug_struct("Webhook")
+                .field("url", url)
+                .field("secret", &"<redacted>")
+                .finish(),
+            Self::Slack { url } => f.debug_struct("Slack").field("url", url).finish(),
+        }
+    }
 }
 
 impl Target {
@@ -186,7 +199,7 @@ impl Rule {
 }
 
 /// Where alerts go, as written by a client.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetInput {
     /// A JSON `POST` signed with HMAC-SHA256 (header `X-Dotjob-Signature`).
@@ -202,6 +215,15 @@ pub enum TargetInput {
         /// The incoming-webhook URL (http or https).
         url: String,
     },
+}
+
+impl std::fmt::Debug for TargetInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Webhook { url, .. } => f.debug_struct("Webhook").field("url", url).finish(),
+            Self::Slack { url } => f.debug_struct("Slack").field("url", url).finish(),
+        }
+    }
 }
 
 /// A rule as written (`POST` creates: `name`, `events` and `target` required; `PATCH`
@@ -497,6 +519,10 @@ mod tests {
         assert!(r.enabled && r.version == 1);
         assert_eq!(r.scope(), Scope::Group("billing"));
         assert!(r.covers("billing", None) && !r.covers("other", None));
+        assert!(
+            !format!("{r:?}").contains("0123456789abcdef"),
+            "Debug shows the secret"
+        );
         let view = serde_json::to_value(RuleView::from(&r)).unwrap();
         assert_eq!(view["target"]["secret_set"], true);
         assert!(!view.to_string().contains("0123456789abcdef"));
