@@ -842,6 +842,16 @@ async fn alert_rules_are_validated_guarded_and_audited() {
         ],
         "{rows:?}"
     );
+    let about = admin
+        .call("GET", &format!("/audit?rule={id}"), None)
+        .await
+        .expect("audit by rule");
+    assert_eq!(
+        about.body["items"].as_array().map(Vec::len),
+        Some(5),
+        "{}",
+        about.body
+    );
     let rejected = rows.iter().filter(|r| r.3 == 400).count();
     assert_eq!(rejected, 11, "each rejected write once: {rows:?}");
     assert!(

@@ -254,6 +254,8 @@ pub struct AuditQuery {
     token: Option<String>,
     /// Only writes about this job.
     job: Option<String>,
+    /// Only writes about this alert rule.
+    rule: Option<String>,
     /// Only entries at or after this instant (RFC 3339).
     #[param(format = DateTime)]
     from: Option<String>,
@@ -398,6 +400,9 @@ pub async fn list(
     if q.job.as_deref().is_some_and(|j| !valid_job_id(j)) {
         return Err(ApiError::invalid("job", "not a job id"));
     }
+    if q.rule.as_deref().is_some_and(|r| !valid_job_id(r)) {
+        return Err(ApiError::invalid("rule", "not an alert rule id"));
+    }
     let from = instant_param("from", q.from.as_deref())?;
     let to = instant_param("to", q.to.as_deref())?;
     if from.zip(to).is_some_and(|(f, t)| f > t) {
@@ -449,7 +454,8 @@ pub async fn list(
             let e = AuditEntry::parse(id, fields);
             let keep = q.action.as_ref().is_none_or(|a| *a == e.action)
                 && q.token.as_ref().is_none_or(|t| *t == e.token)
-                && q.job.as_ref().is_none_or(|j| Some(j) == e.job.as_ref());
+                && q.job.as_ref().is_none_or(|j| Some(j) == e.job.as_ref())
+                && q.rule.as_ref().is_none_or(|r| Some(r) == e.rule.as_ref());
             if keep {
                 items.push(e);
                 if items.len() == limit {
