@@ -1045,3 +1045,65 @@ async fn each_event_alerts_once_across_a_lease_handover() {
     survivor.shutdown().await;
     delete_prefix(&url, &prefix).await;
 }
+
+#[tokio::test]
+async fn slots_dropped_by_a_fire_once_misfire_alert_naming_the_first() {
+    let url = shared_redis();
+    let prefix = unique_prefix("alert-misfire");
+    // Ticks fired at their instant, not ahead: the outage below then misses them.
+    let at_instant = || EngineSettings {
+        fire_ahead: Duration::ZERO,
+        ..fast()
+    };
+    let first = InProcess::start_full(&url, &prefix, None, at_instant()).await;
+    let worker = TestWorker::start(&url, &prefix, "al-misfire");
+    let api = Api::new(&first.base);
+    api.wait_ready().await;
+    let job = api
+        .create_job(
+            &json!({"name": "every-second", "group": "al-misfire", "handler": "noop",
+            "schedule": "*/1 * * * * *", "misfire_threshold_ms": 1_000,
+            "misfire_policy": "fire_once"}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let receiver = Receiver::start().await;
+    rule(
+        &api,
+        &receiver,
+        &format!("job:{job}"),
+        json!([{"event": "missed"}]),
+        600_000,
+    )
+    .await;
+    wait_for("a run", Duration::from_secs(20), || async {
+        (!api.runs(&job).await.is_empty()).then_some(())
+    })
+    .await;
+    // Every scheduler down for 3 s: the slots of that time are missed beyond the threshold.
+    first.shutdown().await;
+    let down = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = InProcess::start_full(&url, &prefix, None, at_instant()).await;
+    let got = receiver.wait("missed", 1, Duration::from_secs(30)).await;
+    let slot = chrono::DateTime::parse_from_rfc3339(got[0].body["slot"].as_str().expect("slot"))
+        .expect("rfc3339")
+        .timestamp_millis();
+    assert!(
+        (down - 2_000..down + 2_000).contains(&slot),
+        "the alert names the first missed slot, near {down}: {}",
+        got[0].body
+    );
+    let text = got[0].body["text"].as_str().unwrap_or("");
+    assert!(text.contains("fire_once"), "{text}");
+    receiver.stays_at("missed", 1, Duration::from_secs(1)).await;
+
+    api.call("POST", &format!("/jobs/{job}/pause"), None)
+        .await
+        .ok();
+    worker.stop().await;
+    second.shutdown().await;
+    delete_prefix(&url, &prefix).await;
+}

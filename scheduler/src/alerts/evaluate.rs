@@ -45,7 +45,8 @@ struct GroupEvent {
     id: String,
     /// When it was written (ms, Redis clock: the entry id).
     at: i64,
-    /// `dead`, `failed`, `timed_out` or `skipped`.
+    /// `dead`, `failed`, `timed_out`, `skipped` (by `fire.lua`) or `missed` (dropped by a
+    /// misfire beyond the threshold: [`super::missed`]).
     kind: String,
     run: String,
     job: String,
@@ -84,7 +85,7 @@ impl GroupEvent {
             EventRule::ConsecutiveFailures { count } => {
                 self.streak > 0 && self.streak >= u64::from(*count)
             }
-            EventRule::Missed => kind == "skipped",
+            EventRule::Missed => kind == "skipped" || kind == "missed",
             _ => false,
         })
     }

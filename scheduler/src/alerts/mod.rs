@@ -32,6 +32,7 @@ use crate::lease::Leases;
 
 pub mod deliver;
 pub mod evaluate;
+pub mod missed;
 pub mod payload;
 pub mod rule;
 pub mod store;
