@@ -122,6 +122,11 @@ mod tests {
             hex(&mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+        // What the README's Python check computes: hmac(k, "1700000000.{}").
+        assert_eq!(
+            sign("k", 1_700_000_000, "{}"),
+            "c6ef4734033cee2367414a0939385eca0397754aa7a59716da7463a9298b5146"
+        );
         let h = signature_header("k", 1_700_000_000, "{}");
         assert_eq!(
             h,
