@@ -75,6 +75,17 @@ pub struct Cli {
     /// start each at its instant on the Redis clock); 0 to enqueue at the instant.
     #[arg(long, env = "DOTJOB_FIRE_AHEAD_MS", default_value_t = 2_500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub fire_ahead_ms: u64,
+    /// Delays before the 2nd, 3rd, ... attempt of an alert delivery (comma-separated);
+    /// a delivery is tried once more than there are delays.
+    #[arg(long, env = "DOTJOB_ALERT_RETRY_DELAYS", default_value = "1s,5s,30s", value_delimiter = ',', value_parser = humantime::parse_duration)]
+    pub alert_retry_delays: Vec<Duration>,
+    /// Time limit of one alert delivery attempt.
+    #[arg(long, env = "DOTJOB_ALERT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub alert_timeout: Duration,
+    /// How often the alert state checks run (long-running runs, groups without a live
+    /// executor or a lease holder).
+    #[arg(long, env = "DOTJOB_ALERT_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub alert_check_interval: Duration,
     /// Start a private redis-server when REDIS_URL is unset and nothing answers locally:
     /// `auto` or `never`.
     #[arg(long, env = "DOTJOB_START_REDIS", default_value = "auto", value_parser = ["auto", "never"])]

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 mod console;

@@ -103,6 +103,12 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
             executor_timeout: cli.executor_timeout,
             lease: std::time::Duration::from_millis(cli.scheduler_lease_ms),
             fire_ahead: std::time::Duration::from_millis(cli.fire_ahead_ms),
+            alerts: dotjob_scheduler::alerts::AlertSettings {
+                retry_delays: cli.alert_retry_delays.clone(),
+                timeout: cli.alert_timeout,
+                check_every: cli.alert_check_interval,
+                ..Default::default()
+            },
             ..EngineSettings::default()
         },
         embedded_worker: cli

@@ -21,6 +21,8 @@ pub struct EngineSettings {
     /// How early ticks of jobs that allow overlap are enqueued; workers hold them and start
     /// each at its instant on the Redis clock. Zero fires at the instant.
     pub fire_ahead: Duration,
+    /// Alert evaluation and delivery.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Default for EngineSettings {
@@ -33,6 +35,7 @@ impl Default for EngineSettings {
             executor_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(5),
             fire_ahead: Duration::from_millis(2_500),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }

@@ -104,6 +104,45 @@ pub mod suffix {
     ];
 }
 
+/// Key suffixes of alerting, kept apart from [`suffix`]. Three are group keys (under the
+/// group prefix, so the scripts that end runs and fire ticks write them in the group's
+/// slot); the rest live under the alerts prefix `<prefix>:{~alerts}:` (a hash tag no group
+/// can have: `~` is not allowed in group names), so each alert script touches one slot.
+/// The Lua scripts name each `K_<NAME>`.
+pub mod alert_suffix {
+    /// Group stream: alert events (runs dead, failed, timed out; ticks skipped), capped.
+    pub const EVENTS: &str = "alert-events";
+    /// Group string: id of the last alert event evaluated (advanced under the lease).
+    pub const CURSOR: &str = "alert-cursor";
+    /// Group hash: job id → consecutive failed runs (deleted on a success).
+    pub const STREAKS: &str = "fail-streaks";
+    /// Hash: rule id → rule JSON (alerts prefix).
+    pub const RULES: &str = "rules";
+    /// Sorted set: delivery id → when its next attempt is due (ms, Redis clock).
+    pub const QUEUE: &str = "queue";
+    /// Hash: one queued delivery (`delivery:<id>`).
+    pub const DELIVERY: &str = "delivery:";
+    /// Stream: every delivery attempt, capped.
+    pub const DELIVERIES: &str = "deliveries";
+    /// String with a TTL: a rule is silent for a subject (`silence:<rule>:<subject>`).
+    pub const SILENCE: &str = "silence:";
+    /// String with a TTL: an event already taken for a rule (`seen:<rule>:<group>:<event>`).
+    pub const SEEN: &str = "seen:";
+
+    /// Every alert suffix with its Lua name (`K_<name>`).
+    pub const ALL: [(&str, &str); 9] = [
+        ("ALERT_EVENTS", EVENTS),
+        ("ALERT_CURSOR", CURSOR),
+        ("FAIL_STREAKS", STREAKS),
+        ("ALERT_RULES", RULES),
+        ("ALERT_QUEUE", QUEUE),
+        ("ALERT_DELIVERY", DELIVERY),
+        ("ALERT_DELIVERIES", DELIVERIES),
+        ("ALERT_SILENCE", SILENCE),
+        ("ALERT_SEEN", SEEN),
+    ];
+}
+
 /// The names the Lua scripts use for key material, with their values: each key suffix as
 /// `K_<NAME>` (a script names a group key `P .. K_STREAM` or `P .. K_RUN .. id`, `P` being
 /// the group prefix, `KEYS[1]`) and the consumer group as `CONSUMER_GROUP`. The script
@@ -111,6 +150,7 @@ pub mod suffix {
 pub fn lua_names() -> impl Iterator<Item = (String, &'static str)> {
     suffix::ALL
         .iter()
+        .chain(alert_suffix::ALL.iter())
         .map(|(name, suffix)| (format!("K_{name}"), *suffix))
         .chain([("CONSUMER_GROUP".to_owned(), CONSUMER_GROUP)])
 }
@@ -183,6 +223,32 @@ impl Keys {
     /// Stream: the admin API's audit trail (one entry per admin write).
     pub fn audit(&self) -> String {
         format!("{}:audit", self.prefix)
+    }
+
+    /// `<prefix>:{~alerts}:`, the prefix of the alert rules, delivery queue and delivery
+    /// log (`KEYS[1]` of the alert delivery scripts).
+    pub fn alerts_prefix(&self) -> String {
+        format!("{}:{{~alerts}}:", self.prefix)
+    }
+
+    /// Hash: alert rule id → rule JSON.
+    pub fn alert_rules(&self) -> String {
+        format!("{}{}", self.alerts_prefix(), alert_suffix::RULES)
+    }
+
+    /// Stream: every alert delivery attempt.
+    pub fn alert_deliveries(&self) -> String {
+        format!("{}{}", self.alerts_prefix(), alert_suffix::DELIVERIES)
+    }
+
+    /// Sorted set: queued alert deliveries by due instant.
+    pub fn alert_queue(&self) -> String {
+        format!("{}{}", self.alerts_prefix(), alert_suffix::QUEUE)
+    }
+
+    /// Hash: one queued alert delivery.
+    pub fn alert_delivery(&self, id: &str) -> String {
+        format!("{}{}{id}", self.alerts_prefix(), alert_suffix::DELIVERY)
     }
 
     /// Hash: scheduler replica id → last heartbeat (ms), used to balance leases.
@@ -309,6 +375,21 @@ impl Keys {
         }
     }
 
+    /// Stream of a group's alert events.
+    pub fn alert_events(&self, group: &str) -> String {
+        self.g(group, alert_suffix::EVENTS)
+    }
+
+    /// Id of the last alert event of a group evaluated.
+    pub fn alert_cursor(&self, group: &str) -> String {
+        self.g(group, alert_suffix::CURSOR)
+    }
+
+    /// Consecutive failed runs per job of a group.
+    pub fn fail_streaks(&self, group: &str) -> String {
+        self.g(group, alert_suffix::STREAKS)
+    }
+
     /// Marker: the group's run index was backfilled from its job run indexes.
     pub fn backfilled(&self, group: &str) -> String {
         self.g(group, suffix::BACKFILLED)
@@ -384,7 +465,7 @@ mod tests {
         let names: std::collections::HashMap<String, &str> = lua_names().collect();
         assert_eq!(
             names.len(),
-            suffix::ALL.len() + 1,
+            suffix::ALL.len() + alert_suffix::ALL.len() + 1,
             "two names share a Lua name"
         );
         assert_eq!(names["K_RUN"], "run:");

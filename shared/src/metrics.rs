@@ -58,6 +58,11 @@ pub const REDIS_RECONNECTS: &str = "dotjob_redis_reconnects_total";
 pub const REDIS_ROUNDTRIP: &str = "dotjob_redis_roundtrip_seconds";
 /// Admin API requests by `route` (the matched path, never the raw URL), `method`, `status`.
 pub const HTTP_REQUESTS: &str = "dotjob_http_requests_total";
+/// Alerts a rule matched, by `event` and `result` (`queued`, `silenced`, `seen`: already
+/// taken by another evaluation).
+pub const ALERTS: &str = "dotjob_alerts_total";
+/// Alert delivery attempts by `result` (`delivered`, `retrying`, `failed`).
+pub const ALERTS_SENT: &str = "dotjob_alerts_sent_total";
 
 /// Every family with its HELP text, in the order [`describe`] registers them.
 pub const FAMILIES: &[(&str, &str)] = &[
@@ -116,6 +121,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
     (
         HTTP_REQUESTS,
         "Admin API requests by matched route, method and status.",
+    ),
+    (
+        ALERTS,
+        "Alerts a rule matched, by event and result (queued, silenced, seen).",
+    ),
+    (
+        ALERTS_SENT,
+        "Alert delivery attempts by result (delivered, retrying, failed).",
     ),
 ];
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::api_doc::{Doc, encode, fill};
 use crate::common::TestWorker;
 
+mod alerts;
 mod groups;
 mod jobs;
 mod logs;

@@ -2,6 +2,7 @@
 //! (see `.cargo/config.toml`). Each test uses its own key prefix on the shared Redis or its
 //! own `redis-server`.
 
+mod alerts;
 mod api_auth;
 mod api_doc;
 mod api_fresh;

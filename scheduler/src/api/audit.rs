@@ -2,11 +2,12 @@
 //!
 //! [`record`] is a middleware around every route: an operation that needs an admin token
 //! and is not a `GET` (job create/update/delete/pause/resume/trigger, run cancel, executor
-//! disable/enable, dead-letter requeue, and any such operation added later) is recorded
+//! disable/enable, dead-letter requeue, alert rule create/update/delete/test, and any such
+//! operation added later) is recorded
 //! after it answered, with when (the entry id, on the Redis clock), which token (its
 //! name), the action (the operation id), the targets (job, run, group, executor, dead
-//! letter), the HTTP status and outcome, and the job's version before and after where a
-//! job is involved (a trigger answered by its idempotency key is recorded too, with
+//! letter, alert rule), the HTTP status and outcome, and the job's version before and after
+//! where a job is involved (a trigger answered by its idempotency key is recorded too, with
 //! `replayed: true`: nothing was enqueued). Requests refused before reaching the operation
 //! (no token, an unknown token: 401; a read token: 403) are not writes and are not recorded
 //! (the 403 is logged with the token's name), so no one without an admin token can push entries out of the
@@ -63,6 +64,7 @@ struct Targets {
     group: Option<String>,
     executor: Option<String>,
     entry: Option<String>,
+    rule: Option<String>,
     version_before: Option<u64>,
     version_after: Option<u64>,
     error: Option<String>,
@@ -76,6 +78,7 @@ impl Targets {
         for (k, v) in params.into_iter().flatten() {
             let slot = match k {
                 "id" if template.starts_with("/api/v1/runs/") => &mut t.run,
+                "id" if template.starts_with("/api/v1/alerts/") => &mut t.rule,
                 "id" => &mut t.job,
                 "group" => &mut t.group,
                 "executor" => &mut t.executor,
@@ -94,6 +97,9 @@ impl Targets {
         if status.is_success() {
             if action == "create_job" {
                 self.job = self.job.take().or_else(|| s("id"));
+            }
+            if action == "create_alert_rule" {
+                self.rule = self.rule.take().or_else(|| s("id"));
             }
             self.run = self.run.take().or_else(|| s("run_id"));
             self.replayed = body.get("replayed").and_then(Value::as_bool) == Some(true);
@@ -202,6 +208,7 @@ impl Auditor {
             ("group", &t.group),
             ("executor", &t.executor),
             ("entry", &t.entry),
+            ("rule", &t.rule),
             ("error", &t.error),
         ] {
             if let Some(v) = v {
@@ -254,6 +261,8 @@ pub struct AuditQuery {
     token: Option<String>,
     /// Only writes about this job.
     job: Option<String>,
+    /// Only writes about this alert rule.
+    rule: Option<String>,
     /// Only entries at or after this instant (RFC 3339).
     #[param(format = DateTime)]
     from: Option<String>,
@@ -277,7 +286,8 @@ pub struct AuditEntry {
     at: String,
     /// The operation id (`create_job`, `update_job`, `delete_job`, `pause_job`,
     /// `resume_job`, `trigger_job`, `cancel_run`, `disable_executor`, `enable_executor`,
-    /// `requeue_dead_letter`).
+    /// `requeue_dead_letter`, `create_alert_rule`, `update_alert_rule`,
+    /// `delete_alert_rule`, `test_alert_rule`).
     action: String,
     /// Name of the token used (`anonymous` when the API is open).
     token: String,
@@ -298,6 +308,9 @@ pub struct AuditEntry {
     /// Dead-letter entry id.
     #[serde(skip_serializing_if = "Option::is_none")]
     entry: Option<String>,
+    /// Alert rule id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
     /// The job's version before the write.
     #[serde(skip_serializing_if = "Option::is_none")]
     version_before: Option<u64>,
@@ -339,6 +352,7 @@ impl AuditEntry {
             group: take("group"),
             executor: take("executor"),
             entry: take("entry"),
+            rule: take("rule"),
             version_before: take("version_before").and_then(|s| s.parse().ok()),
             version_after: take("version_after").and_then(|s| s.parse().ok()),
             error: take("error"),
@@ -398,6 +412,9 @@ pub async fn list(
     if q.job.as_deref().is_some_and(|j| !valid_job_id(j)) {
         return Err(ApiError::invalid("job", "not a job id"));
     }
+    if q.rule.as_deref().is_some_and(|r| !valid_job_id(r)) {
+        return Err(ApiError::invalid("rule", "not an alert rule id"));
+    }
     let from = instant_param("from", q.from.as_deref())?;
     let to = instant_param("to", q.to.as_deref())?;
     if from.zip(to).is_some_and(|(f, t)| f > t) {
@@ -449,7 +466,8 @@ pub async fn list(
             let e = AuditEntry::parse(id, fields);
             let keep = q.action.as_ref().is_none_or(|a| *a == e.action)
                 && q.token.as_ref().is_none_or(|t| *t == e.token)
-                && q.job.as_ref().is_none_or(|j| Some(j) == e.job.as_ref());
+                && q.job.as_ref().is_none_or(|j| Some(j) == e.job.as_ref())
+                && q.rule.as_ref().is_none_or(|r| Some(r) == e.rule.as_ref());
             if keep {
                 items.push(e);
                 if items.len() == limit {

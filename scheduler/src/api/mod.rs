@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 
 use crate::engine::Engine;
 
+mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod error;
@@ -161,6 +162,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(views::jobs))
         .routes(routes!(views::overview))
         .routes(routes!(whoami::whoami))
+        .routes(routes!(alerts::create, alerts::list))
+        .routes(routes!(alerts::get, alerts::update, alerts::delete))
+        .routes(routes!(alerts::test))
+        .routes(routes!(alerts::deliveries))
 }
 
 /// Every route of the app that has state, with its document.

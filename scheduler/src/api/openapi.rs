@@ -61,6 +61,7 @@ fn metrics() {}
         (name = "groups", description = "Executor groups, executors, dead letters"),
         (name = "stats", description = "Figures per group and job"),
         (name = "schedule", description = "Schedule preview"),
+        (name = "alerts", description = "Alert rules (signed webhooks, Slack), test alerts, the delivery log"),
         (name = "meta", description = "Health, metrics, this document, the console"),
     )
 )]

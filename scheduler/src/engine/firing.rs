@@ -63,6 +63,8 @@ impl Engine {
             // Jobs with an overlap policy decide at their instant, not ahead of it; so do
             // broadcast jobs, whose live executors are the ones alive at the instant.
             let mut deferred: Option<i64> = None;
+            // Slots dropped beyond the misfire threshold (alerts), recorded after firing.
+            let mut missed: Vec<crate::alerts::missed::Missed> = Vec::new();
             for job in &due.jobs {
                 let def = defs.get(&job.id);
                 if let Some(Ok(d)) = def
@@ -97,6 +99,14 @@ impl Engine {
                                 now
                             };
                             let p = plan(&d.rules, sched, *tz, job.score, now, horizon);
+                            missed.extend(crate::alerts::missed::missed(
+                                &job.id,
+                                job.score,
+                                now,
+                                d.rules.misfire_threshold_ms,
+                                d.rules.misfire_policy,
+                                &p.fire,
+                            ));
                             fire.policy = d.policy;
                             fire.exhausted = p.next.is_none();
                             fire.next_score = p.next;
@@ -140,6 +150,9 @@ impl Engine {
             }
             if fired > 0 {
                 crate::metrics::ticks_fired(group, fired);
+            }
+            if let Err(e) = crate::alerts::missed::record(&self.redis, group, &missed).await {
+                debug!(group, error = %e, "cannot record missed slots for alerts");
             }
             if let Some(at) = deferred
                 && fired == 0

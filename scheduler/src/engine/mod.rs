@@ -16,7 +16,8 @@
 //! yet ([`dotjob_shared::backfill`]).
 //!
 //! Tasks: one loop per group, group discovery, the event listener (job changes invalidate
-//! the cache and wake the group's loop), the leases and housekeeping ([`crate::janitor`]).
+//! the cache and wake the group's loop), the leases, housekeeping ([`crate::janitor`]) and
+//! alerting ([`crate::alerts`]: evaluation and delivery, apart from the firing loops).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -121,6 +122,13 @@ impl Engine {
                 self.redis.clone(),
                 self.leases.clone(),
                 self.settings.clone(),
+                self.stop.clone(),
+            )),
+            tokio::spawn(crate::alerts::run(
+                self.redis.clone(),
+                self.leases.clone(),
+                self.settings.alerts.clone(),
+                self.settings.lease,
                 self.stop.clone(),
             )),
         ];

@@ -23,7 +23,11 @@
 --          F_HISTORY); retry (a failure with attempts left stays pending, listed there for
 --          its backoff); dead (a dead letter D_* when attempts are exhausted); cancel;
 --          inflight; last (jobs whose newest run was recorded: one ZADD per batch); the
---          stream (one XACK per batch); active (one HDEL per batch)
+--          stream (one XACK per batch); active (one HDEL per batch);
+--          alerts: fail-streaks (job -> consecutive failed runs: + 1 on a final failure,
+--          deleted on a success, looked at only while it exists) and alert-events (one
+--          capped XADD per final failure or timed-out attempt: A_KIND, A_RUN, A_ATTEMPT,
+--          A_STREAK, A_ERROR)
 -- Reply:   one verdict per attempt, plain successes first: "final" | "dead" | "retry" |
 --          "stale" (no longer this worker's) | "skip".
 local worker = ARGV[1]
@@ -45,6 +49,13 @@ if not KEYS[2] or has_group(stream) then
 end
 local cancel_key = P .. K_CANCEL
 local cancels = redis.call('EXISTS', cancel_key) == 1
+-- Alerts: a job's failure streak, and an event per final failure or timed-out attempt.
+local streaks_key = P .. K_FAIL_STREAKS
+local streaking = redis.call('EXISTS', streaks_key) == 1
+local function alert_event(P, kind, run, attempt, streak, err)
+  redis.call('XADD', P .. K_ALERT_EVENTS, 'MAXLEN', '~', 10000, '*', A_KIND, kind, A_RUN, run,
+    A_ATTEMPT, attempt, A_STREAK, streak, A_ERROR, err)
+end
 
 -- Attempt history (a JSON array): kept only for runs that failed, were cancelled or took
 -- more than one attempt, so a first-time success costs nothing extra.
@@ -66,6 +77,7 @@ for i = 5, slow_from - 1, 4 do
     redis.call('HSET', run_prefix .. run, F_STATUS, 'succeeded', F_DURATION_MS, ARGV[i + 2],
       F_STARTED_AT, now - tonumber(ARGV[i + 3]), F_WORKER, worker)
     note_last(P, run, 'succeeded', last)
+    if streaking then redis.call('HDEL', streaks_key, string.match(run, '^[^-]+')) end
     ack[#ack + 1] = entry
     done[#done + 1] = run
     out[#out + 1] = 'final'
@@ -95,6 +107,7 @@ for i = slow_from, #ARGV, W do
       F_HISTORY, history(rk, attempt, outcome, code, duration, started, err))
     redis.call('ZADD', retry_key, due, entry)
     note_last(P, run, outcome, last)
+    if outcome == 'timed_out' then alert_event(P, outcome, run, attempt, 0, err) end
     out[#out + 1] = 'retry'
   else
     local status = outcome
@@ -138,6 +151,11 @@ for i = slow_from, #ARGV, W do
       redis.call('HSET', rk, unpack(rec))
     end
     note_last(P, run, status, last)
+    if status == 'failed' or status == 'dead' or status == 'timed_out' then
+      alert_event(P, status, run, attempt, redis.call('HINCRBY', streaks_key, job, 1), err)
+    elseif status == 'succeeded' and streaking then
+      redis.call('HDEL', streaks_key, job)
+    end
     if eventful then
       redis.call('HDEL', rk, F_RETRY_AT)
       unretry[#unretry + 1] = entry

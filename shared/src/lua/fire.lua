@@ -36,7 +36,8 @@
 --          each job whose newest run this call wrote, one ZADD per call; one ZRANGE
 --          runs:<job> -1 -1 per job fired tells); schedule (next
 --          score or removal); job:<id> (`enabled` false, `updated_at`, `version` + 1 when
---          exhausted); a `replace` cancels the run in flight (see cancel_run)
+--          exhausted); a `replace` cancels the run in flight (see cancel_run); alert-events
+--          (a capped XADD per skipped tick: A_KIND 'skipped', A_RUN, A_ERROR)
 -- Reply:   {"ok" | "fenced", runs fired, jobs skipped as stale (fired or changed elsewhere)}
 local group, token, channel = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
@@ -84,6 +85,9 @@ end
 local function record(rk, version, status, err)
   redis.call('HSET', rk, F_STATUS, status, F_VERSION, version, F_FINISHED_AT, now,
     F_FIRED_BY, token, F_ERROR, err)
+  -- An alert event: the run id is the rest of the record's key.
+  redis.call('XADD', P .. K_ALERT_EVENTS, 'MAXLEN', '~', 10000, '*', A_KIND, status,
+    A_RUN, string.sub(rk, #P + #K_RUN + 1), A_ERROR, err)
 end
 
 local j = 0

@@ -132,6 +132,60 @@ pub mod dead {
 }
 
 /// Every field name a script writes, with its Lua name (`F_`, `E_`, `D_` + name).
+/// Fields of alert events (the group's `alert-events` stream), of queued alert deliveries
+/// and of the delivery log, named `A_<NAME>` in the scripts.
+pub mod alert {
+    /// Event kind: `dead`, `failed`, `timed_out` (a run), `skipped` (a tick).
+    pub const KIND: &str = "kind";
+    /// The run.
+    pub const RUN: &str = "run";
+    /// The attempt that ended.
+    pub const ATTEMPT: &str = "attempt";
+    /// Consecutive failed runs of the job, this one included (final failures).
+    pub const STREAK: &str = "streak";
+    /// The run's error, or why the tick was skipped; a failed delivery's error.
+    pub const ERROR: &str = "error";
+    /// A delivery's rule id.
+    pub const RULE: &str = "rule";
+    /// What a delivery is about (the silence subject: a job, run or group).
+    pub const SUBJECT: &str = "subject";
+    /// A delivery's event (`dead`, `missed`, `no_executor`, ..., `test`).
+    pub const EVENT: &str = "event";
+    /// A delivery's JSON payload.
+    pub const PAYLOAD: &str = "payload";
+    /// Attempts made so far (queued delivery), or this attempt's number (log).
+    pub const ATTEMPTS: &str = "attempts";
+    /// The delivery id (log).
+    pub const DELIVERY: &str = "delivery";
+    /// `delivered`, `retrying` or `failed` (log).
+    pub const STATUS: &str = "status";
+    /// The receiver's HTTP status (log; absent when none answered).
+    pub const CODE: &str = "code";
+    /// The group the alert is about (queued delivery, log).
+    pub const GROUP: &str = "group";
+    /// The job the alert is about (queued delivery, log).
+    pub const JOB: &str = "job";
+
+    /// Every alert field with its Lua name (`A_<name>`).
+    pub const ALL: [(&str, &str); 15] = [
+        ("KIND", KIND),
+        ("RUN", RUN),
+        ("ATTEMPT", ATTEMPT),
+        ("STREAK", STREAK),
+        ("ERROR", ERROR),
+        ("RULE", RULE),
+        ("SUBJECT", SUBJECT),
+        ("EVENT", EVENT),
+        ("PAYLOAD", PAYLOAD),
+        ("ATTEMPTS", ATTEMPTS),
+        ("DELIVERY", DELIVERY),
+        ("STATUS", STATUS),
+        ("CODE", CODE),
+        ("GROUP", GROUP),
+        ("JOB", JOB),
+    ];
+}
+
 pub(crate) fn all() -> impl Iterator<Item = (String, &'static str)> {
     let with = |tag: &'static str, list: &'static [(&'static str, &'static str)]| {
         list.iter().map(move |(n, f)| (format!("{tag}_{n}"), *f))
@@ -139,6 +193,7 @@ pub(crate) fn all() -> impl Iterator<Item = (String, &'static str)> {
     with("F", &run::ALL)
         .chain(with("E", &entry::ALL))
         .chain(with("D", &dead::ALL))
+        .chain(with("A", &alert::ALL))
 }
 
 #[cfg(test)]
@@ -205,7 +260,7 @@ mod tests {
         let names: std::collections::HashSet<String> = all().map(|(name, _)| name).collect();
         assert_eq!(
             names.len(),
-            run::ALL.len() + entry::ALL.len() + dead::ALL.len()
+            run::ALL.len() + entry::ALL.len() + dead::ALL.len() + alert::ALL.len()
         );
         assert!(names.contains("F_STATUS") && names.contains("E_SHARD_PARAM"));
     }

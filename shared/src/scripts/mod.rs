@@ -24,6 +24,12 @@ use redis::{Script, ScriptInvocation, ToRedisArgs};
 
 use crate::error::Error;
 
+mod alert_claim;
+mod alert_cursor;
+mod alert_enqueue;
+mod alert_record;
+#[cfg(test)]
+mod alert_redis_tests;
 mod backfill;
 mod cancel;
 mod claim;
@@ -45,6 +51,10 @@ mod touch;
 mod trigger;
 mod trim;
 
+pub use alert_claim::{ClaimAlerts, ClaimedAlert};
+pub use alert_cursor::{AdvanceAlertCursor, CursorReply};
+pub use alert_enqueue::{EnqueueAlert, EnqueueReply, SEEN_TTL_MS};
+pub use alert_record::{AttemptStatus, RecordAlertAttempt};
 pub use backfill::{Backfill, BackfillLast, BackfillReply};
 pub use cancel::{Cancel, CancelOutcome};
 pub use claim::{Claim, ClaimReply, Claimed};
@@ -168,6 +178,10 @@ scripts! {
     SHARD_DONE = "shard_done.lua";
     BACKFILL_LAST = "backfill_last.lua";
     RETIRE = "retire.lua";
+    ALERT_CURSOR = "alert_cursor.lua";
+    ALERT_ENQUEUE = "alert_enqueue.lua";
+    ALERT_CLAIM = "alert_claim.lua";
+    ALERT_RECORD = "alert_record.lua";
 }
 
 /// Where a wrapper writes its script's keys and arguments: the invocation, or in unit tests
