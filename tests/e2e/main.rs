@@ -10,6 +10,7 @@ mod api_walk;
 mod attempts;
 mod audit;
 mod backfill;
+mod cluster;
 mod common;
 mod dashboards;
 mod declared;

@@ -10,6 +10,8 @@
 //!   SIGSTOP and SIGCONT; [`pid_of`] finds the process behind a replica or executor id;
 //! - [`Spawned`]: a component running as a tokio task until stopped (or dropped), and
 //!   [`InProcess`]: a scheduler run that way inside the test, on `127.0.0.1:0`;
+//! - [`RedisCluster`]: a private Redis Cluster (N masters, R replicas each) on free ports;
+//!   its comma-separated seed list goes wherever a Redis URL does;
 //! - [`Api`]: a small client of the admin API;
 //! - [`wait_for`]: poll a condition with a deadline instead of sleeping.
 
@@ -18,11 +20,13 @@ use std::net::TcpListener as StdListener;
 use std::time::{Duration, Instant};
 
 mod api;
+mod cluster;
 mod process;
 mod redis_setup;
 mod task;
 
 pub use api::{Answer, Api};
+pub use cluster::{RedisCluster, command_calls};
 pub use process::{Proc, Profile, bin, binary, pid_of, spawn_scheduler, spawn_scheduler_built};
 pub use redis_setup::{
     RedisServer, delete_prefix, raw_conn, redis_handle, shared_redis, unique_prefix,

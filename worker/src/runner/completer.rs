@@ -91,7 +91,7 @@ async fn invoke_complete(
         worker: &shared.id,
         attempts: &attempts,
     }
-    .call(c, &shared.prefix)
+    .call(&mut shared.redis.durable(c), &shared.prefix)
     .await
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dotjob_shared::keys::CONSUMER_GROUP;
-use redis::aio::MultiplexedConnection;
 use tracing::{debug, warn};
 
 use super::backoff::Backoff;
@@ -27,7 +26,7 @@ const WAIT_MAX: usize = 20_000;
 
 /// Reads until the runner stops.
 pub(super) async fn run(shared: Arc<Shared>) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<dotjob_shared::conn::Shared> = None;
     let mut backoff = Backoff::new();
     while !shared.stop.is_cancelled() {
         if shared.is_disabled() {
@@ -93,7 +92,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
 /// One `XREADGROUP` of at most `count` new entries.
 async fn read(
     shared: &Shared,
-    c: &mut MultiplexedConnection,
+    c: &mut dotjob_shared::conn::Shared,
     count: usize,
 ) -> redis::RedisResult<Vec<redis::streams::StreamId>> {
     let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")

@@ -1,0 +1,341 @@
+//! Redis Cluster: the spine and the scheduler failover on a real 3-master, 3-replica
+//! cluster with groups on several masters; a master killed mid-run (durable setting on);
+//! listing 10 000 jobs over 20 groups without `KEYS`. Each test starts its own cluster.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use dotjob_shared::Keys;
+use dotjob_tests::{
+    Api, InProcess, Proc, RedisCluster, ms, now_ms, pid_of, redis_handle, spawn_scheduler, wait_for,
+};
+use serde_json::{Value, json};
+
+use crate::common::{TestWorker, assert_every_tick_once, settled_runs};
+
+/// `n` group names and the master port serving each one's slot; asserts they span at least
+/// two masters.
+fn groups_on_masters(cluster: &RedisCluster, n: usize) -> Vec<(String, u16, u16)> {
+    let keys = Keys::new("dotjob");
+    let groups: Vec<(String, u16, u16)> = (0..n)
+        .map(|i| {
+            let g = format!("g{i}");
+            let slot = cluster.keyslot(&keys.group_prefix(&g));
+            let master = cluster.master_of(slot).expect("a master for the slot");
+            (g, slot, master)
+        })
+        .collect();
+    let masters: BTreeSet<u16> = groups.iter().map(|(_, _, m)| *m).collect();
+    assert!(
+        masters.len() >= 2,
+        "groups {groups:?} all on one master of {:?}",
+        cluster.masters()
+    );
+    groups
+}
+
+/// Stream entries of a group per (job, tick), read through the cluster.
+async fn entries_per_tick(
+    c: &mut redis::cluster_async::ClusterConnection,
+    group: &str,
+) -> HashMap<(String, i64), usize> {
+    let rows: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(Keys::new("dotjob").stream(group))
+        .arg("-")
+        .arg("+")
+        .query_async(c)
+        .await
+        .expect("xrange");
+    let mut out = HashMap::new();
+    for (_, f) in rows {
+        let run = &f["run"];
+        let job = dotjob_shared::model::run::job_of_run(run)
+            .expect("job of run")
+            .to_owned();
+        let at = dotjob_shared::model::run::RunIdShape::of(run)
+            .tick
+            .expect("tick");
+        *out.entry((job, at)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Creates one every-second job per group with `handler` (and `params`); returns the ids.
+async fn every_second(api: &Api, groups: &[String], handler: &str, params: Value) -> Vec<String> {
+    let mut ids = Vec::new();
+    for g in groups {
+        let j = api
+            .create_job(
+                &json!({"name": format!("tick-{g}"), "group": g, "handler": handler,
+                "params": params, "schedule": "*/1 * * * * *"}),
+            )
+            .await;
+        ids.push(j["id"].as_str().expect("id").to_owned());
+    }
+    ids
+}
+
+/// Waits until every job has `n` succeeded runs scheduled after `after` (ms).
+async fn succeeded_after(api: &Api, jobs: &[String], after: i64, n: usize, timeout: Duration) {
+    for j in jobs {
+        wait_for(&format!("{n} succeeded runs of job {j}"), timeout, || {
+            let api = api.clone();
+            let j = j.clone();
+            async move {
+                let runs = api.runs(&j).await;
+                (runs
+                    .iter()
+                    .filter(|r| r["status"] == "succeeded" && ms(&r["scheduled_at"]) > after)
+                    .count()
+                    >= n)
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+async fn pause_all(api: &Api, jobs: &[String]) {
+    for j in jobs {
+        let a = api
+            .call("POST", &format!("/jobs/{j}/pause"), None)
+            .await
+            .expect("pause");
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+}
+
+/// Pauses the jobs, lets their runs settle, and asserts every job's runs cover each second
+/// once with no gap, and that each tick has exactly one stream entry.
+async fn assert_each_tick_once(
+    cluster: &RedisCluster,
+    api: &Api,
+    groups: &[String],
+    jobs: &[String],
+) -> usize {
+    pause_all(api, jobs).await;
+    let mut ticks = 0;
+    for j in jobs {
+        let runs = settled_runs(api, j, Duration::from_secs(30)).await;
+        for r in &runs {
+            assert_eq!(r["status"], "succeeded", "job {j}: {r}");
+        }
+        ticks += assert_every_tick_once(j, &runs).len();
+    }
+    let mut c = cluster.conn().await;
+    for g in groups {
+        let entries = entries_per_tick(&mut c, g).await;
+        assert!(
+            entries.values().all(|n| *n == 1),
+            "group {g}: a tick was enqueued twice"
+        );
+    }
+    ticks
+}
+
+#[tokio::test]
+async fn the_spine_and_a_scheduler_failover_work_on_a_three_master_cluster() {
+    let cluster = RedisCluster::start(3, 1);
+    let url = cluster.url();
+    let placed = groups_on_masters(&cluster, 8);
+    let groups: Vec<String> = placed.iter().map(|(g, _, _)| g.clone()).collect();
+    let env = [
+        ("DOTJOB_SCHEDULER_LEASE_MS", "3000"),
+        ("DOTJOB_FIRE_AHEAD_MS", "0"),
+    ];
+    let mut scheds: Vec<(Proc, String)> = (0..2)
+        .map(|_| spawn_scheduler(&url, "dotjob", &env))
+        .collect();
+    for (_, base) in &scheds {
+        Api::new(base).wait_ready().await;
+    }
+    let workers: Vec<TestWorker> = groups
+        .iter()
+        .map(|g| TestWorker::start(&url, "dotjob", g))
+        .collect();
+    let api = Api::new(&scheds[0].1);
+    let jobs = every_second(&api, &groups, "noop", json!({})).await;
+    succeeded_after(&api, &jobs, 0, 3, Duration::from_secs(30)).await;
+    // The spine's checks on one run of each group.
+    for j in &jobs {
+        let runs = api.runs(j).await;
+        let r = runs
+            .iter()
+            .find(|r| r["status"] == "succeeded")
+            .expect("a succeeded run");
+        assert_eq!(r["attempt"], 1);
+        assert_eq!(r["result"], json!({"ok": true}));
+        assert!(ms(&r["started_at"]) >= ms(&r["scheduled_at"]));
+    }
+
+    // kill -9 the replica holding the first group's lease; the other takes over.
+    let mut c = cluster.conn().await;
+    let owner: String = redis::cmd("HGET")
+        .arg(Keys::new("dotjob").lease(&groups[0]))
+        .arg("owner")
+        .query_async(&mut c)
+        .await
+        .expect("lease owner");
+    let victim = scheds
+        .iter()
+        .position(|(p, _)| Some(p.pid()) == pid_of(&owner))
+        .expect("the lease holder is one of ours");
+    let killed_at = now_ms();
+    scheds[victim].0.kill9();
+    let live = Api::new(&scheds[1 - victim].1);
+    succeeded_after(&live, &jobs, killed_at + 4_000, 3, Duration::from_secs(40)).await;
+    let ticks = assert_each_tick_once(&cluster, &live, &groups, &jobs).await;
+    let masters: BTreeSet<u16> = placed.iter().map(|(_, _, m)| *m).collect();
+    eprintln!(
+        "cluster spine: {} groups on {} masters, {ticks} ticks once each across a scheduler kill",
+        groups.len(),
+        masters.len()
+    );
+    for w in workers {
+        w.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn killing_a_master_mid_run_resumes_by_itself_and_loses_no_acknowledged_run() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let url = cluster.url();
+    let placed = groups_on_masters(&cluster, 6);
+    let groups: Vec<String> = placed.iter().map(|(g, _, _)| g.clone()).collect();
+    let (_, slot, victim) = placed[0].clone();
+    let on_victim = placed.iter().filter(|(_, _, m)| *m == victim).count();
+    let durable = [
+        ("DOTJOB_WAIT_REPLICAS", "1"),
+        ("DOTJOB_WAIT_TIMEOUT_MS", "2000"),
+        ("DOTJOB_FIRE_AHEAD_MS", "0"),
+    ];
+    let (_sched, base) = spawn_scheduler(&url, "dotjob", &durable);
+    let api = Api::new(&base);
+    api.wait_ready().await;
+    let mut env: Vec<(&str, &str)> = vec![
+        ("REDIS_CLUSTER_URLS", &url),
+        ("DOTJOB_PREFIX", "dotjob"),
+        ("DOTJOB_SHELL_ALLOW", "true"),
+    ];
+    env.extend_from_slice(&durable);
+    let _workers: Vec<Proc> = groups
+        .iter()
+        .map(|g| Proc::spawn("dotjob-worker", &["--group", g], &env))
+        .collect();
+    let jobs = every_second(&api, &groups, "shell", json!({"command": ["true"]})).await;
+    succeeded_after(&api, &jobs, 0, 3, Duration::from_secs(40)).await;
+
+    // What was acknowledged before the kill.
+    let mut before: Vec<(String, String)> = Vec::new();
+    for j in &jobs {
+        for r in api.runs(j).await {
+            if r["status"] == "succeeded" {
+                before.push((j.clone(), r["id"].as_str().expect("run id").to_owned()));
+            }
+        }
+    }
+    let killed_at = now_ms();
+    cluster.kill9(victim);
+    let promoted = cluster.wait_promoted(slot, victim, Duration::from_secs(30));
+    eprintln!(
+        "master {victim} ({on_victim} groups) killed; replica {promoted} promoted after {} ms",
+        now_ms() - killed_at
+    );
+    // Scheduling and work resume by themselves in every group.
+    succeeded_after(&api, &jobs, killed_at + 2_000, 3, Duration::from_secs(60)).await;
+    for (j, run) in &before {
+        let a = api
+            .call("GET", &format!("/runs/{run}"), None)
+            .await
+            .expect("get run");
+        assert_eq!(
+            a.status, 200,
+            "job {j}: run {run} acknowledged before the kill is gone"
+        );
+        assert_eq!(a.body["status"], "succeeded", "job {j}: {}", a.body);
+    }
+    let ticks = assert_each_tick_once(&cluster, &api, &groups, &jobs).await;
+    eprintln!(
+        "master failover: {} runs acknowledged before the kill all kept, {ticks} ticks once each",
+        before.len()
+    );
+}
+
+#[tokio::test]
+async fn listing_ten_thousand_jobs_over_twenty_groups_never_calls_keys() {
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url();
+    let placed = groups_on_masters(&cluster, 20);
+    let sched = InProcess::start(&url, "dotjob").await;
+    let api = Api::new(&sched.base);
+    // The jobs go in through the store (as the API would), 500 at a time.
+    let store = dotjob_shared::store::Store::new(redis_handle(&url, "dotjob"));
+    let inputs: Vec<dotjob_shared::model::job::JobInput> = (0..10_000)
+        .map(|i| {
+            serde_json::from_value(json!({"name": format!("job-{i}"),
+                "group": placed[i % placed.len()].0, "handler": "noop"}))
+            .expect("job input")
+        })
+        .collect();
+    for chunk in inputs.chunks(500) {
+        let creates = chunk.iter().map(|input| store.create_job(input.clone()));
+        for r in futures::future::join_all(creates).await {
+            r.expect("create job");
+        }
+    }
+    let keys_before: Vec<u64> = cluster
+        .ports()
+        .iter()
+        .map(|p| cluster.calls(*p, "keys"))
+        .collect();
+
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/jobs?limit=500".to_owned();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let a = api.call("GET", &path, None).await.expect("list jobs");
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        for j in a.body["items"].as_array().expect("items") {
+            seen.insert(j["id"].as_str().expect("id").to_owned());
+        }
+        match a.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 10_000, "jobs listed");
+    let groups = api.call("GET", "/groups", None).await.expect("groups");
+    assert_eq!(groups.status, 200, "{:?}", groups.body);
+    let listed = groups.body["items"]
+        .as_array()
+        .or_else(|| groups.body.as_array())
+        .expect("groups list");
+    assert_eq!(listed.len(), 20, "groups listed: {}", groups.body);
+    let stats = api.call("GET", "/stats", None).await.expect("stats");
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    let one = api
+        .call(
+            "GET",
+            &format!("/jobs?group={}&limit=10", placed[3].0),
+            None,
+        )
+        .await
+        .expect("list a group");
+    assert_eq!(one.status, 200, "{:?}", one.body);
+    assert_eq!(one.body["items"].as_array().map(Vec::len), Some(10));
+
+    let keys_after: Vec<u64> = cluster
+        .ports()
+        .iter()
+        .map(|p| cluster.calls(*p, "keys"))
+        .collect();
+    assert_eq!(keys_before, keys_after, "KEYS was called");
+    assert!(
+        keys_after.iter().all(|n| *n == 0),
+        "KEYS was called: {keys_after:?}"
+    );
+    sched.shutdown().await;
+}
