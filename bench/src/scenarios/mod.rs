@@ -10,6 +10,7 @@ use dotjob_worker::{HandlerError, RunContext, Worker};
 use futures::StreamExt;
 
 pub mod burst;
+pub mod cluster;
 pub mod failover;
 pub mod footprint;
 pub mod precision;
