@@ -307,6 +307,26 @@ async fn listing_ten_thousand_jobs_over_twenty_groups_never_calls_keys() {
         }
     }
     assert_eq!(seen.len(), 10_000, "jobs listed");
+    // A job deleted leaves the global indexes too (written beside its group's script).
+    let gone = seen.iter().next().expect("a job").clone();
+    let a = api
+        .call("DELETE", &format!("/jobs/{gone}"), None)
+        .await
+        .expect("delete");
+    assert!(a.status < 300, "{:?}", a.body);
+    let a = api
+        .call("GET", &format!("/jobs/{gone}"), None)
+        .await
+        .expect("get");
+    assert_eq!(a.status, 404, "{:?}", a.body);
+    let mut c = cluster.conn().await;
+    let indexed: Option<String> = redis::cmd("HGET")
+        .arg(Keys::new("dotjob").job_index())
+        .arg(&gone)
+        .query_async(&mut c)
+        .await
+        .expect("hget");
+    assert_eq!(indexed, None, "the deleted job is still in the job index");
     let groups = api.call("GET", "/groups", None).await.expect("groups");
     assert_eq!(groups.status, 200, "{:?}", groups.body);
     let listed = groups.body["items"]
@@ -338,4 +358,56 @@ async fn listing_ten_thousand_jobs_over_twenty_groups_never_calls_keys() {
         "KEYS was called: {keys_after:?}"
     );
     sched.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_durable_setting_waits_on_the_master_that_ran_the_script() {
+    let cluster = RedisCluster::start(3, 1);
+    let placed = groups_on_masters(&cluster, 6);
+    let durable = dotjob_shared::Redis::new(&dotjob_shared::config::RedisConfig {
+        cluster: cluster.urls(),
+        wait: Some(dotjob_shared::config::WaitReplicas {
+            replicas: 1,
+            timeout: Duration::from_secs(2),
+        }),
+        ..dotjob_shared::config::RedisConfig::default()
+    })
+    .expect("handle");
+    let masters = cluster.masters();
+    let waits = || -> HashMap<u16, u64> {
+        masters
+            .iter()
+            .map(|m| (*m, cluster.calls(*m, "wait")))
+            .collect()
+    };
+    for (i, (g, _, master)) in placed.iter().enumerate() {
+        // A script new to every node: the first EVALSHA meets NOSCRIPT on the group's master.
+        let script = redis::Script::new(&format!(
+            "return redis.call('INCRBY', KEYS[1] .. 'n', {})",
+            i + 1
+        ));
+        let before = waits();
+        let mut c = durable.conn().await.expect("conn");
+        let n: i64 = script
+            .key(durable.keys().group_prefix(g))
+            .invoke_async(&mut durable.durable(&mut c))
+            .await
+            .expect("script through the durable connection");
+        assert_eq!(n, i as i64 + 1);
+        let after = waits();
+        for m in &masters {
+            if m == master {
+                assert!(after[m] > before[m], "group {g}: no WAIT on its master {m}");
+            } else {
+                assert_eq!(after[m], before[m], "group {g}: a WAIT went to master {m}");
+            }
+        }
+        // Without the wrapper: no WAIT at all.
+        let _: i64 = script
+            .key(durable.keys().group_prefix(g))
+            .invoke_async(&mut c)
+            .await
+            .expect("plain script");
+        assert_eq!(waits(), after, "a plain script call sent a WAIT");
+    }
 }
