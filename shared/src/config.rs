@@ -36,6 +36,41 @@ mod tests {
         assert_eq!(r("rediss://app:s3cret@h:6380"), "rediss://app:***@h:6380");
         assert_eq!(r("redis://token@h"), "redis://***@h");
     }
+
+    fn args(cluster: &[&str], wait: u32, wait_ms: u64) -> super::RedisArgs {
+        super::RedisArgs {
+            redis_url: None,
+            redis_cluster_urls: cluster.iter().map(|s| (*s).to_owned()).collect(),
+            wait_replicas: wait,
+            wait_timeout_ms: wait_ms,
+            prefix: "dotjob".to_owned(),
+            redis_timeout_ms: 5_000,
+            allow_eviction: false,
+        }
+    }
+
+    #[test]
+    fn cluster_seeds_and_the_durable_setting_are_checked() {
+        let cfg = args(&["redis://a:7000", " redis://b:7001 "], 0, 1_000)
+            .validate()
+            .expect("valid");
+        assert_eq!(cfg.cluster, ["redis://a:7000", "redis://b:7001"]);
+        assert_eq!(cfg.wait, None);
+        assert_eq!(cfg.describe(), "cluster redis://a:7000, redis://b:7001");
+        let bad = args(&["redis://a:7000", "nope://b"], 0, 1_000).validate();
+        assert!(bad.is_err_and(|e| e.to_string().contains("REDIS_CLUSTER_URLS: `nope://b`")),);
+        assert!(args(&[""], 0, 1_000).validate().is_err());
+        let durable = args(&[], 1, 1_500).validate().expect("valid");
+        assert_eq!(
+            durable.wait,
+            Some(super::WaitReplicas {
+                replicas: 1,
+                timeout: std::time::Duration::from_millis(1_500)
+            })
+        );
+        let too_long = args(&[], 1, 5_000).validate();
+        assert!(too_long.is_err_and(|e| e.to_string().contains("DOTJOB_WAIT_TIMEOUT_MS")));
+    }
 }
 
 /// Redis connection settings.
