@@ -55,8 +55,14 @@ pub struct Redis {
 /// A single Redis or a cluster.
 #[derive(Clone)]
 enum Backend {
-    Single { pool: Pool, client: redis::Client },
+    Single(Arc<SingleBackend>),
     Cluster(Arc<ClusterBackend>),
+}
+
+/// The single-Redis side of a [`Redis`] handle.
+struct SingleBackend {
+    pool: Pool,
+    client: redis::Client,
 }
 
 /// The cluster side of a [`Redis`] handle.
@@ -416,7 +422,7 @@ impl Redis {
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Self {
-            backend: Backend::Single { pool, client },
+            backend: Backend::Single(Arc::new(SingleBackend { pool, client })),
             keys: Keys::new(cfg.prefix.clone()),
             timeout: cfg.timeout,
             wait: cfg.wait,
@@ -455,7 +461,7 @@ impl Redis {
     /// Runs `cmd` on every master (the single Redis: on it); one reply per node address.
     pub async fn on_masters(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
         match &self.backend {
-            Backend::Single { .. } => {
+            Backend::Single(_) => {
                 let mut c = self.conn().await?;
                 let v: Value = cmd.query_async(&mut c).await?;
                 Ok(vec![(String::new(), v)])
@@ -473,7 +479,7 @@ impl Redis {
     pub async fn conn(&self) -> Result<Conn> {
         let started = Instant::now();
         let c = match &self.backend {
-            Backend::Single { pool, .. } => pool.get().await.map(Conn::Pooled).map_err(Error::from),
+            Backend::Single(s) => s.pool.get().await.map(Conn::Pooled).map_err(Error::from),
             Backend::Cluster(cl) => self.cluster_conn(cl).await.map(Conn::Cluster),
         };
         self.watch(started, c)
@@ -530,11 +536,11 @@ impl Redis {
     pub async fn dedicated(&self, block: Duration) -> Result<Shared> {
         let started = Instant::now();
         let c = match &self.backend {
-            Backend::Single { client, .. } => {
+            Backend::Single(s) => {
                 let cfg = AsyncConnectionConfig::new()
                     .set_response_timeout(Some(block + self.timeout))
                     .set_connection_timeout(Some(self.timeout));
-                client
+                s.client
                     .get_multiplexed_async_connection_with_config(&cfg)
                     .await
                     .map(Shared::Single)
@@ -570,7 +576,7 @@ impl Redis {
                 .map_err(Error::from)
         };
         match &self.backend {
-            Backend::Single { client, .. } => connect(client.clone()).await,
+            Backend::Single(s) => connect(s.client.clone()).await,
             Backend::Cluster(cl) => {
                 let n = cl.urls.len();
                 let first = cl.next_node.fetch_add(1, Ordering::Relaxed);

@@ -128,7 +128,7 @@ async fn read_masters(redis: &Redis) -> Result<Reading> {
                     via,
                 });
             }
-            unreadable => return Ok(unreadable),
+            unreadable @ Reading::Unreadable(_) => return Ok(unreadable),
         }
     }
     Ok(Reading::Known {
