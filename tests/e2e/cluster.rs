@@ -411,3 +411,43 @@ async fn the_durable_setting_waits_on_the_master_that_ran_the_script() {
         assert_eq!(waits(), after, "a plain script call sent a WAIT");
     }
 }
+
+#[tokio::test]
+async fn eviction_and_full_memory_are_checked_on_every_master() {
+    use dotjob_shared::eviction::{self, Reading, Verdict};
+    let cluster = RedisCluster::start(3, 0);
+    let redis = redis_handle(&cluster.url(), "dotjob");
+    let safe = eviction::read(&redis).await.expect("read the policy");
+    assert_eq!(eviction::verdict(&safe, false), Verdict::Safe, "{safe:?}");
+    assert!(!redis.memory_full().await.expect("memory"));
+    // One master out of three evicts, another is full: both are seen.
+    let masters: Vec<u16> = cluster.masters().into_iter().collect();
+    let set = |port: u16, name: &'static str, value: &'static str| async move {
+        let mut c = dotjob_tests::raw_conn(&format!("redis://127.0.0.1:{port}")).await;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(&mut c)
+            .await
+            .expect("config set");
+    };
+    set(masters[2], "maxmemory-policy", "allkeys-lru").await;
+    let reading = eviction::read(&redis).await.expect("read the policy");
+    let Reading::Known { policy, .. } = &reading else {
+        panic!("unreadable: {reading:?}");
+    };
+    assert!(
+        policy.contains("allkeys-lru") && policy.contains(&masters[2].to_string()),
+        "{policy}"
+    );
+    assert!(matches!(
+        eviction::verdict(&reading, false),
+        Verdict::Refuse(_)
+    ));
+    set(masters[1], "maxmemory", "1").await;
+    assert!(
+        redis.memory_full().await.expect("memory"),
+        "a full master was missed"
+    );
+}
