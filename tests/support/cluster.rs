@@ -12,12 +12,21 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::{free_port, reserve_port};
 
 /// One node: its port and process.
 struct Node {
     port: u16,
     child: Option<Child>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A running cluster, killed on drop.
@@ -30,7 +39,10 @@ pub struct RedisCluster {
 fn cluster_port() -> u16 {
     loop {
         let p = free_port();
-        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+        if p < 55_000
+            && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+            && reserve_port(p + 10_000)
+        {
             return p;
         }
     }
@@ -40,6 +52,46 @@ fn cluster_port() -> u16 {
 fn node_conn(port: u16) -> redis::RedisResult<redis::Connection> {
     let c = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
     c.get_connection_with_timeout(Duration::from_secs(2))
+}
+
+/// Starts one cluster node and waits until it answers; on another port if it exits (its
+/// port was taken meanwhile).
+fn start_node(bin: &str, dir: &std::path::Path) -> Node {
+    for _ in 0..5 {
+        let port = cluster_port();
+        let ndir = dir.join(port.to_string());
+        std::fs::create_dir_all(&ndir).expect("node dir");
+        let mut child = Command::new(bin)
+            .arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .arg("--dir")
+            .arg(&ndir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it on PATH?)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if node_conn(port)
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+            {
+                return Node {
+                    port,
+                    child: Some(child),
+                };
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no cluster node could start on a free port");
 }
 
 impl RedisCluster {
@@ -55,37 +107,9 @@ impl RedisCluster {
             std::env::var("DOTJOB_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            let port = cluster_port();
-            let ndir = dir.path().join(port.to_string());
-            std::fs::create_dir_all(&ndir).expect("node dir");
-            let child = Command::new(&bin)
-                .arg("--port")
-                .arg(port.to_string())
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
-                .args(["--cluster-config-file", "nodes.conf"])
-                .arg("--dir")
-                .arg(&ndir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start redis-server (is it on PATH?)");
-            nodes.push(Node {
-                port,
-                child: Some(child),
-            });
+            nodes.push(start_node(&bin, dir.path()));
         }
         let me = Self { nodes, _dir: dir };
-        for n in &me.nodes {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while node_conn(n.port)
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_err()
-            {
-                assert!(Instant::now() < deadline, "redis-server did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
         if masters == 1 {
             let mut c = node_conn(me.nodes[0].port).expect("connect");
             let () = redis::cmd("CLUSTER")
@@ -270,15 +294,4 @@ pub fn command_calls(info: &str, command: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|rest| rest.split(',').next()?.parse().ok())
         .unwrap_or(0)
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
 }
