@@ -480,7 +480,16 @@ impl Redis {
         let started = Instant::now();
         let c = match &self.backend {
             Backend::Single(s) => s.pool.get().await.map(Conn::Pooled).map_err(Error::from),
-            Backend::Cluster(cl) => self.cluster_conn(cl).await.map(Conn::Cluster),
+            Backend::Cluster(cl) => match self.cluster_conn(cl).await {
+                // The cluster connection is kept, not checked out: while an outage is
+                // noted, a PING decides whether it is over.
+                Ok(mut c) if self.link.is_down() => {
+                    let ping: redis::RedisResult<String> =
+                        redis::cmd("PING").query_async(&mut c).await;
+                    ping.map(|_| Conn::Cluster(c)).map_err(Error::from)
+                }
+                r => r.map(Conn::Cluster),
+            },
         };
         self.watch(started, c)
     }
@@ -499,7 +508,11 @@ impl Redis {
         if e.is_oom() {
             self.link.refused_oom(what, e);
         } else if e.is_unavailable() {
-            // The connection attempts note (and log) the outage.
+            // The connection attempts note (and log) the outage; on a cluster the kept
+            // connection is not re-checked per checkout, so the failure itself notes it.
+            if self.is_cluster() {
+                self.link.failed(e, Instant::now());
+            }
             tracing::debug!(error = %e, "{what} failed: Redis is unreachable");
         } else {
             tracing::warn!(error = %e, "{what} failed; retrying");
