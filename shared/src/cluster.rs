@@ -177,14 +177,19 @@ impl ConnectionLike for ClusterConn {
         Box::pin(async move {
             let cmds: Vec<&Cmd> = pipeline.cmd_iter().collect();
             let calls = parts.iter().map(|idx| {
-                let mut sub = redis::pipe();
-                for &i in idx {
-                    sub.add_command(cmds[i].clone());
-                }
                 let mut c = self.inner.clone();
+                let cmds = &cmds;
                 async move {
-                    let n = sub.len();
-                    c.req_packed_commands(&sub, 0, n).await
+                    if let [i] = idx.as_slice() {
+                        // One command alone is routed (and a multi-slot one split) by the
+                        // client's command path.
+                        return c.req_packed_command(cmds[*i]).await.map(|v| vec![v]);
+                    }
+                    let mut sub = redis::pipe();
+                    for &i in idx {
+                        sub.add_command(cmds[i].clone());
+                    }
+                    c.req_packed_commands(&sub, 0, sub.len()).await
                 }
             });
             let replies = try_join_all(calls).await?;

@@ -334,8 +334,33 @@ async fn listing_ten_thousand_jobs_over_twenty_groups_never_calls_keys() {
         .or_else(|| groups.body.as_array())
         .expect("groups list");
     assert_eq!(listed.len(), 20, "groups listed: {}", groups.body);
-    let stats = api.call("GET", "/stats", None).await.expect("stats");
-    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    // Runs in several groups, then every cross-group view.
+    let listed_ids: Vec<String> = seen.iter().skip(1).take(40).cloned().collect();
+    let mut triggered = 0;
+    for id in &listed_ids {
+        api.trigger(id, None).await;
+        triggered += 1;
+    }
+    for path in [
+        "/stats",
+        "/runs?limit=100",
+        "/views/jobs?limit=100",
+        "/views/overview",
+        "/audit",
+    ] {
+        let a = api.call("GET", path, None).await.expect("view");
+        assert_eq!(a.status, 200, "{path}: {:?}", a.body);
+    }
+    let runs = api
+        .call("GET", "/runs?limit=100", None)
+        .await
+        .expect("runs");
+    assert_eq!(
+        runs.body["items"].as_array().map(Vec::len),
+        Some(triggered),
+        "{}",
+        runs.body
+    );
     let one = api
         .call(
             "GET",
@@ -450,4 +475,41 @@ async fn eviction_and_full_memory_are_checked_on_every_master() {
         redis.memory_full().await.expect("memory"),
         "a full master was missed"
     );
+}
+
+#[tokio::test]
+async fn a_pipeline_over_many_groups_is_split_per_node_and_answers_in_order() {
+    let cluster = RedisCluster::start(3, 0);
+    let placed = groups_on_masters(&cluster, 9);
+    let redis = redis_handle(&cluster.url(), "t-pipe");
+    let keys = redis.keys();
+    let mut c = redis.conn().await.expect("conn");
+    let mut write = redis::pipe();
+    for (i, (g, _, _)) in placed.iter().enumerate() {
+        write.set(keys.group_prefix(g) + "n", i).ignore();
+    }
+    let () = write
+        .query_async(&mut c)
+        .await
+        .expect("writes over every group");
+    // Reads of every group interleaved with keyless and multi-slot commands.
+    let mut read = redis::pipe();
+    for (g, _, _) in &placed {
+        read.get(keys.group_prefix(g) + "n").cmd("TIME");
+    }
+    let all: Vec<String> = placed
+        .iter()
+        .map(|(g, _, _)| keys.group_prefix(g) + "n")
+        .collect();
+    read.cmd("MGET").arg(&all);
+    let reply: Vec<redis::Value> = read.query_async(&mut c).await.expect("mixed pipeline");
+    assert_eq!(reply.len(), placed.len() * 2 + 1);
+    for (i, _) in placed.iter().enumerate() {
+        let n: usize = redis::from_redis_value(reply[i * 2].clone()).expect("a number");
+        assert_eq!(n, i, "reply {i} out of order");
+        let (s, _us): (u64, u64) = redis::from_redis_value(reply[i * 2 + 1].clone()).expect("TIME");
+        assert!(s > 1_700_000_000);
+    }
+    let many: Vec<usize> = redis::from_redis_value(reply[placed.len() * 2].clone()).expect("MGET");
+    assert_eq!(many, (0..placed.len()).collect::<Vec<_>>());
 }
