@@ -480,16 +480,24 @@ impl Redis {
         let started = Instant::now();
         let c = match &self.backend {
             Backend::Single(s) => s.pool.get().await.map(Conn::Pooled).map_err(Error::from),
-            Backend::Cluster(cl) => match self.cluster_conn(cl).await {
-                // The cluster connection is kept, not checked out: while an outage is
-                // noted, a PING decides whether it is over.
-                Ok(mut c) if self.link.is_down() => {
-                    let ping: redis::RedisResult<String> =
-                        redis::cmd("PING").query_async(&mut c).await;
-                    ping.map(|_| Conn::Cluster(c)).map_err(Error::from)
+            Backend::Cluster(cl) => {
+                let c = self.cluster_conn(cl).await;
+                if let Ok(c) = &c
+                    && self.link.is_down()
+                {
+                    // The cluster connection is kept, not checked out with a PING: while an
+                    // outage is noted, a PING of every master decides whether it is over
+                    // (the connection is handed out either way).
+                    let ping = ClusterConn::clone(c).on_masters(&redis::cmd("PING")).await;
+                    if ping
+                        .is_ok_and(|r| r.iter().all(|(_, v)| !matches!(v, Value::ServerError(_))))
+                    {
+                        self.link.succeeded(started);
+                    }
+                    return Ok(Conn::Cluster(c.clone()));
                 }
-                r => r.map(Conn::Cluster),
-            },
+                c.map(Conn::Cluster)
+            }
         };
         self.watch(started, c)
     }

@@ -275,6 +275,32 @@ impl RedisCluster {
         }
     }
 
+    /// The port of a replica of the master on `port` (`CLUSTER REPLICAS`).
+    pub fn replica_of(&self, port: u16) -> Option<u16> {
+        let mut c = node_conn(port).ok()?;
+        let id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut c).ok()?;
+        let lines: Vec<String> = redis::cmd("CLUSTER")
+            .arg("REPLICAS")
+            .arg(id)
+            .query(&mut c)
+            .ok()?;
+        let addr = lines.first()?.split_whitespace().nth(1)?.to_owned();
+        addr.split(['@', ':']).nth(1)?.parse().ok()
+    }
+
+    /// Sends `signal` to the node on `port` (`SIGSTOP` freezes it: a replica then stops
+    /// applying its master's stream; `SIGCONT` resumes it).
+    pub fn signal(&self, port: u16, signal: nix::sys::signal::Signal) {
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.child.as_ref())
+            .expect("a live node on that port");
+        let pid = i32::try_from(n.id()).expect("pid");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal the node");
+    }
+
     /// `INFO <section>` of the node on `port`.
     pub fn info(&self, port: u16, section: &str) -> String {
         let mut c = node_conn(port).expect("connect");
