@@ -297,9 +297,21 @@ async fn killing_a_master_mid_run_resumes_by_itself_and_loses_no_acknowledged_ru
     let jobs = every_second(&api, &groups, "shell", json!({"command": ["true"]})).await;
     succeeded_after(&api, &jobs, 0, 3, Duration::from_secs(40)).await;
 
-    // The victim's replica freezes: nothing the master writes now reaches it. Work goes on
-    // for 2 s, then the master dies and the replica wakes up to take over.
+    // The victim's replica freezes and its link is cut: nothing the master writes now
+    // reaches it. Work goes on for 2 s, then the master dies and the replica wakes up to
+    // take over.
     cluster.signal(replica, nix::sys::signal::Signal::SIGSTOP);
+    // Its replication link is cut too (what was sent before may still sit in its socket
+    // buffer; what the master writes from now on stays on the master).
+    let mut m = dotjob_tests::raw_conn(&format!("redis://127.0.0.1:{victim}")).await;
+    let cut: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut m)
+        .await
+        .expect("cut the replication link");
+    assert_eq!(cut, 1, "the victim had no replica connected");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut acked: Vec<(String, u64)> = Vec::new();
     for ((g, _, m), j) in placed.iter().zip(&jobs) {
