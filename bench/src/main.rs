@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p dotjob-bench --bin bench -- all
 //! cargo run --release -p dotjob-bench --bin bench -- throughput --runs 200000
+//! cargo run --release -p dotjob-bench --bin bench -- --cluster --runs 120000
 //! ```
 
 use clap::{Parser, ValueEnum};
@@ -55,6 +56,10 @@ struct Cli {
     /// Seconds the precision scenario lasts.
     #[arg(long, default_value_t = 60)]
     precision_secs: u64,
+    /// Instead of the scenarios: the throughput scenario on a Redis Cluster of 1, then 3
+    /// masters (and 3 with replicas and WAIT), started by the bench (`--runs` runs each).
+    #[arg(long)]
+    cluster: bool,
     /// Largest registered-job count in the footprint scenario.
     #[arg(long, default_value_t = 1_000_000)]
     footprint_jobs: u64,
@@ -63,6 +68,9 @@ struct Cli {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.cluster {
+        return scenarios::cluster::run(cli.runs).await;
+    }
     let all = cli.scenario == Scenario::All;
     let server = match &cli.redis_url {
         Some(_) => None,

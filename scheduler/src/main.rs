@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
     let mut local = None;
     let port = cli.local_redis_port;
     let local_url = format!("redis://127.0.0.1:{port}");
-    let explicit = cli.redis.redis_url.is_some();
+    let explicit = cli.redis.redis_url.is_some() || !cli.redis.redis_cluster_urls.is_empty();
     if !explicit {
         cli.redis.redis_url = Some(local_url.clone());
     }
@@ -118,7 +118,7 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
     say(&format!(
         "admin API and console on http://{}/ (Redis {})",
         cli.listen,
-        dotjob_shared::config::redacted_url(&cfg.url)
+        cfg.describe()
     ));
     let watch = eviction::watch(opts.redis.clone(), allow);
     let signals = telemetry::Signals::listen();

@@ -36,6 +36,41 @@ mod tests {
         assert_eq!(r("rediss://app:s3cret@h:6380"), "rediss://app:***@h:6380");
         assert_eq!(r("redis://token@h"), "redis://***@h");
     }
+
+    fn args(cluster: &[&str], wait: u32, wait_ms: u64) -> super::RedisArgs {
+        super::RedisArgs {
+            redis_url: None,
+            redis_cluster_urls: cluster.iter().map(|s| (*s).to_owned()).collect(),
+            wait_replicas: wait,
+            wait_timeout_ms: wait_ms,
+            prefix: "dotjob".to_owned(),
+            redis_timeout_ms: 5_000,
+            allow_eviction: false,
+        }
+    }
+
+    #[test]
+    fn cluster_seeds_and_the_durable_setting_are_checked() {
+        let cfg = args(&["redis://a:7000", " redis://b:7001 "], 0, 1_000)
+            .validate()
+            .expect("valid");
+        assert_eq!(cfg.cluster, ["redis://a:7000", "redis://b:7001"]);
+        assert_eq!(cfg.wait, None);
+        assert_eq!(cfg.describe(), "cluster redis://a:7000, redis://b:7001");
+        let bad = args(&["redis://a:7000", "nope://b"], 0, 1_000).validate();
+        assert!(bad.is_err_and(|e| e.to_string().contains("REDIS_CLUSTER_URLS: `nope://b`")),);
+        assert!(args(&[""], 0, 1_000).validate().is_err());
+        let durable = args(&[], 1, 1_500).validate().expect("valid");
+        assert_eq!(
+            durable.wait,
+            Some(super::WaitReplicas {
+                replicas: 1,
+                timeout: std::time::Duration::from_millis(1_500)
+            })
+        );
+        let too_long = args(&[], 1, 5_000).validate();
+        assert!(too_long.is_err_and(|e| e.to_string().contains("DOTJOB_WAIT_TIMEOUT_MS")));
+    }
 }
 
 /// Redis connection settings.
@@ -44,9 +79,18 @@ pub struct RedisArgs {
     /// Redis URL (`redis://` or `rediss://` for TLS) [default: redis://127.0.0.1:6379]
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
-    /// Redis Cluster seed URLs, comma-separated (not supported yet).
+    /// Redis Cluster seed node URLs, comma-separated (`redis://host:port,...`); when set,
+    /// every command goes through the cluster-aware client and `REDIS_URL` is not used.
     #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
     pub redis_cluster_urls: Vec<String>,
+    /// Durable firing and completion: after `fire.lua` and `complete.lua`, `WAIT` for this
+    /// many replicas of the node that ran the script (0: off).
+    #[arg(long, env = "DOTJOB_WAIT_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub wait_replicas: u32,
+    /// Longest `WAIT` for those replicas; past it the run goes on, counted in
+    /// `dotjob_redis_wait_short_total`.
+    #[arg(long, env = "DOTJOB_WAIT_TIMEOUT_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub wait_timeout_ms: u64,
     /// Prefix of every Redis key.
     #[arg(long, env = "DOTJOB_PREFIX", default_value = "dotjob")]
     pub prefix: String,
@@ -62,20 +106,71 @@ pub struct RedisArgs {
 /// Validated Redis settings.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    /// URL to connect to.
+    /// URL to connect to (a single Redis; unused when `cluster` is set).
     pub url: String,
     /// Key prefix.
     pub prefix: String,
     /// Reply timeout for ordinary commands.
+    pub timeout: Duration,
+    /// Redis Cluster seed node URLs; empty for a single Redis.
+    pub cluster: Vec<String>,
+    /// `WAIT` after firing and completing, if asked for.
+    pub wait: Option<WaitReplicas>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_REDIS_URL.to_owned(),
+            prefix: "dotjob".to_owned(),
+            timeout: Duration::from_secs(5),
+            cluster: Vec::new(),
+            wait: None,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Where Redis is, for logs (passwords redacted): the URL, or `cluster <seed>, …`.
+    pub fn describe(&self) -> String {
+        if self.cluster.is_empty() {
+            return redacted_url(&self.url);
+        }
+        let seeds: Vec<String> = self.cluster.iter().map(|u| redacted_url(u)).collect();
+        format!("cluster {}", seeds.join(", "))
+    }
+}
+
+/// The durable setting: how many replicas must hold a firing or a completion before it
+/// counts as done, and how long to wait for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitReplicas {
+    /// Replicas to wait for (`WAIT numreplicas`).
+    pub replicas: u32,
+    /// Longest wait (`WAIT … timeout`).
     pub timeout: Duration,
 }
 
 impl RedisArgs {
     /// Checks the settings.
     pub fn validate(&self) -> Result<RedisConfig> {
-        if !self.redis_cluster_urls.is_empty() {
+        let cluster: Vec<String> = self
+            .redis_cluster_urls
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        for u in &cluster {
+            redis::Client::open(u.as_str()).map_err(|e| {
+                Error::Config(format!(
+                    "REDIS_CLUSTER_URLS: `{}` is not a Redis URL: {e}",
+                    redacted_url(u)
+                ))
+            })?;
+        }
+        if !self.redis_cluster_urls.is_empty() && cluster.is_empty() {
             return Err(Error::Config(
-                "REDIS_CLUSTER_URLS: Redis Cluster is not supported yet; use REDIS_URL".into(),
+                "REDIS_CLUSTER_URLS: no node URL given (comma-separated redis://host:port)".into(),
             ));
         }
         let url = self
@@ -93,10 +188,22 @@ impl RedisArgs {
         if self.redis_timeout_ms == 0 {
             return Err(Error::Config("DOTJOB_REDIS_TIMEOUT_MS must be > 0".into()));
         }
+        if self.wait_replicas > 0 && self.wait_timeout_ms >= self.redis_timeout_ms {
+            return Err(Error::Config(format!(
+                "DOTJOB_WAIT_TIMEOUT_MS ({}) must be shorter than DOTJOB_REDIS_TIMEOUT_MS ({}), \
+                 or every WAIT that runs to its end fails as a timed-out reply",
+                self.wait_timeout_ms, self.redis_timeout_ms
+            )));
+        }
         Ok(RedisConfig {
             url,
             prefix: p.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms),
+            cluster,
+            wait: (self.wait_replicas > 0).then(|| WaitReplicas {
+                replicas: self.wait_replicas,
+                timeout: Duration::from_millis(self.wait_timeout_ms),
+            }),
         })
     }
 }

@@ -5,6 +5,19 @@
 //! and pub/sub get connections of their own, never a shared multiplexed one, with a reply
 //! timeout longer than the block (redis-rs 1.x defaults to 500 ms, shorter than our BLOCK).
 //!
+//! On a Redis Cluster (`REDIS_CLUSTER_URLS`) the same handle holds one cluster connection
+//! instead of the pool ([`crate::cluster::ClusterConn`]: multiplexed per node, follows
+//! `MOVED`/`ASK` and failovers, splits pipelines per hash tag); [`Conn`] and [`Shared`] are
+//! enums over both, so the code above them is the same for both. A blocking read gets a
+//! cluster connection of its own whose reply timeout is longer than its block; pub/sub a
+//! plain connection to one seed node after another (classic `PUBLISH` reaches every node of
+//! a cluster). Every client is built by [`client_for`] from a URL, the one place where TLS
+//! and ACL settings plug in.
+//!
+//! With the durable setting ([`crate::config::WaitReplicas`]) the firing and completion
+//! scripts go through [`Redis::durable`]: the `EVALSHA` and a `WAIT` are sent as one
+//! pipeline, so the `WAIT` reaches the node that ran the script.
+//!
 //! Every handle of one process shares a [`Link`]: whether Redis is reachable, so a lost
 //! connection is logged once with its error, then at most once per backoff step with the
 //! attempt count, and "reconnected after N s" when it answers again. The loops that retry a
@@ -12,26 +25,77 @@
 //! [`Redis::log_failure`]: an unreachable Redis is the link's to log, an out-of-memory one
 //! is logged once per backoff step too, anything else as it comes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::{Manager, Pool, Runtime};
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 
-use crate::config::RedisConfig;
+use crate::cluster::ClusterConn;
+use crate::config::{RedisConfig, WaitReplicas};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 
-/// Handle to Redis: a connection pool, a client for dedicated connections, and the key names.
+/// Handle to Redis: a connection pool (or a cluster connection), a client for dedicated
+/// connections, and the key names.
 #[derive(Clone)]
 pub struct Redis {
-    pool: Pool,
-    client: redis::Client,
+    backend: Backend,
     keys: Keys,
     timeout: Duration,
+    /// `WAIT` after firing and completing (the durable setting), if asked for.
+    wait: Option<WaitReplicas>,
     /// Reachability, shared by the clones of this handle.
     link: Arc<Link>,
+}
+
+/// A single Redis or a cluster.
+#[derive(Clone)]
+enum Backend {
+    Single(Arc<SingleBackend>),
+    Cluster(Arc<ClusterBackend>),
+}
+
+/// The single-Redis side of a [`Redis`] handle.
+struct SingleBackend {
+    pool: Pool,
+    client: redis::Client,
+}
+
+/// The cluster side of a [`Redis`] handle.
+struct ClusterBackend {
+    /// Seed node URLs, as configured.
+    urls: Vec<String>,
+    client: ClusterClient,
+    /// The process's cluster connection, made on first use and kept (it reconnects itself).
+    shared: tokio::sync::Mutex<Option<ClusterConn>>,
+    /// The seed node the next pub/sub connection tries first (moves on after a failure).
+    next_node: AtomicUsize,
+}
+
+/// A client for one node: the one place where TLS and ACL settings are applied.
+pub fn client_for(url: &str) -> Result<redis::Client> {
+    redis::Client::open(url).map_err(|e| {
+        Error::Config(format!(
+            "Redis URL `{}`: {e}",
+            crate::config::redacted_url(url)
+        ))
+    })
+}
+
+/// A cluster client for `urls` (each checked by [`client_for`]).
+fn cluster_client(urls: &[String], timeout: Duration) -> Result<ClusterClient> {
+    for u in urls {
+        client_for(u)?;
+    }
+    ClusterClient::builder(urls.iter().map(String::as_str))
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .build()
+        .map_err(|e| Error::Config(format!("REDIS_CLUSTER_URLS: {e}")))
 }
 
 /// An outage in progress: since when, how many failed attempts, when it is logged next.
@@ -194,14 +258,156 @@ impl std::fmt::Debug for Redis {
     }
 }
 
-/// A pooled connection.
-pub type Conn = deadpool_redis::Connection;
+/// A connection for ordinary commands: pooled (single Redis) or the cluster connection.
+pub enum Conn {
+    /// Checked out of the pool.
+    Pooled(deadpool_redis::Connection),
+    /// A clone of the process's cluster connection.
+    Cluster(ClusterConn),
+}
+
+/// A connection that can be cloned, to run several calls at once (e.g. one `fire.lua`
+/// call in flight while the next is planned), or a dedicated one.
+#[derive(Clone)]
+pub enum Shared {
+    /// A multiplexed connection to the single Redis.
+    Single(MultiplexedConnection),
+    /// A cluster connection.
+    Cluster(ClusterConn),
+}
+
+impl Conn {
+    /// A clonable handle on the same connection.
+    pub fn shared(&self) -> Shared {
+        match self {
+            Self::Pooled(c) => Shared::Single(MultiplexedConnection::clone(c)),
+            Self::Cluster(c) => Shared::Cluster(c.clone()),
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Pooled(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Pooled(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Pooled(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl ConnectionLike for Shared {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A connection whose scripts are followed by `WAIT` (see [`Redis::durable`]).
+pub struct Durable<'a, C> {
+    inner: &'a mut C,
+    wait: Option<WaitReplicas>,
+}
+
+impl<C: ConnectionLike + Send> ConnectionLike for Durable<'_, C> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let Some(wait) = self.wait.filter(|_| is_script_call(cmd)) else {
+            return self.inner.req_packed_command(cmd);
+        };
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            p.add_command(cmd.clone())
+                .cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout.as_millis() as u64);
+            let mut replies = self.inner.req_packed_commands(&p, 0, 2).await?;
+            let acks = replies.pop();
+            let reply = replies.pop().unwrap_or(Value::Nil);
+            if let Value::ServerError(e) = reply {
+                return Err(e.into());
+            }
+            match acks {
+                Some(Value::Int(n)) if n >= i64::from(wait.replicas) => {}
+                other => {
+                    metrics::counter!(crate::metrics::REDIS_WAIT_SHORT).increment(1);
+                    tracing::debug!(acks = ?other, wanted = wait.replicas, "WAIT came back short");
+                }
+            }
+            Ok(reply)
+        })
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.inner.req_packed_commands(cmd, offset, count)
+    }
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+/// Whether `cmd` runs a script (`EVALSHA`/`EVAL`), the writes the durable setting covers.
+fn is_script_call(cmd: &Cmd) -> bool {
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name))
+        if name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL"))
+}
 
 impl Redis {
     /// Builds the pool. Does not connect yet: a process may start before Redis does.
     pub fn new(cfg: &RedisConfig) -> Result<Self> {
-        let client =
-            redis::Client::open(cfg.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+        if !cfg.cluster.is_empty() {
+            return Ok(Self {
+                backend: Backend::Cluster(Arc::new(ClusterBackend {
+                    urls: cfg.cluster.clone(),
+                    client: cluster_client(&cfg.cluster, cfg.timeout)?,
+                    shared: tokio::sync::Mutex::new(None),
+                    next_node: AtomicUsize::new(0),
+                })),
+                keys: Keys::new(cfg.prefix.clone()),
+                timeout: cfg.timeout,
+                wait: cfg.wait,
+                link: Arc::default(),
+            });
+        }
+        let client = client_for(&cfg.url)?;
         let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(cfg.timeout))
             .set_connection_timeout(Some(cfg.timeout));
@@ -216,12 +422,52 @@ impl Redis {
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Self {
-            pool,
-            client,
+            backend: Backend::Single(Arc::new(SingleBackend { pool, client })),
             keys: Keys::new(cfg.prefix.clone()),
             timeout: cfg.timeout,
+            wait: cfg.wait,
             link: Arc::default(),
         })
+    }
+
+    /// Whether this handle talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
+    }
+
+    /// `c` with the durable setting applied: a script call through it is followed by
+    /// `WAIT` on the same node (a no-op wrapper when the setting is off).
+    pub fn durable<'a, C: ConnectionLike + Send>(&self, c: &'a mut C) -> Durable<'a, C> {
+        Durable {
+            inner: c,
+            wait: self.wait,
+        }
+    }
+
+    /// The process's cluster connection, connecting on first use.
+    async fn cluster_conn(&self, cl: &ClusterBackend) -> Result<ClusterConn> {
+        let mut slot = cl.shared.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = tokio::time::timeout(self.timeout * 2, cl.client.get_async_connection())
+            .await
+            .map_err(|_| timed_out("Redis Cluster connect timed out"))??;
+        let c = ClusterConn::new(c);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `cmd` on every master (the single Redis: on it); one reply per node address.
+    pub async fn on_masters(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
+        match &self.backend {
+            Backend::Single(_) => {
+                let mut c = self.conn().await?;
+                let v: Value = cmd.query_async(&mut c).await?;
+                Ok(vec![(String::new(), v)])
+            }
+            Backend::Cluster(cl) => Ok(self.cluster_conn(cl).await?.on_masters(cmd).await?),
+        }
     }
 
     /// Key names under this prefix.
@@ -232,7 +478,28 @@ impl Redis {
     /// A pooled connection for ordinary commands.
     pub async fn conn(&self) -> Result<Conn> {
         let started = Instant::now();
-        self.watch(started, self.pool.get().await.map_err(Error::from))
+        let c = match &self.backend {
+            Backend::Single(s) => s.pool.get().await.map(Conn::Pooled).map_err(Error::from),
+            Backend::Cluster(cl) => {
+                let c = self.cluster_conn(cl).await;
+                if let Ok(c) = &c
+                    && self.link.is_down()
+                {
+                    // The cluster connection is kept, not checked out with a PING: while an
+                    // outage is noted, a PING of every master decides whether it is over
+                    // (the connection is handed out either way).
+                    let ping = ClusterConn::clone(c).on_masters(&redis::cmd("PING")).await;
+                    if ping
+                        .is_ok_and(|r| r.iter().all(|(_, v)| !matches!(v, Value::ServerError(_))))
+                    {
+                        self.link.succeeded(started);
+                    }
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                c.map(Conn::Cluster)
+            }
+        };
+        self.watch(started, c)
     }
 
     /// Whether Redis was unreachable at the last attempt.
@@ -249,7 +516,11 @@ impl Redis {
         if e.is_oom() {
             self.link.refused_oom(what, e);
         } else if e.is_unavailable() {
-            // The connection attempts note (and log) the outage.
+            // The connection attempts note (and log) the outage; on a cluster the kept
+            // connection is not re-checked per checkout, so the failure itself notes it.
+            if self.is_cluster() {
+                self.link.failed(e, Instant::now());
+            }
             tracing::debug!(error = %e, "{what} failed: Redis is unreachable");
         } else {
             tracing::warn!(error = %e, "{what} failed; retrying");
@@ -280,36 +551,76 @@ impl Redis {
         Ok(rtt)
     }
 
-    /// A connection of its own for a blocking command that blocks up to `block`.
-    pub async fn dedicated(&self, block: Duration) -> Result<MultiplexedConnection> {
+    /// A connection of its own for a blocking command that blocks up to `block` (on a
+    /// cluster: a cluster connection of its own, one connection per node, with that reply
+    /// timeout).
+    pub async fn dedicated(&self, block: Duration) -> Result<Shared> {
         let started = Instant::now();
-        let cfg = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(block + self.timeout))
-            .set_connection_timeout(Some(self.timeout));
-        self.watch(
-            started,
-            self.client
-                .get_multiplexed_async_connection_with_config(&cfg)
+        let c = match &self.backend {
+            Backend::Single(s) => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(block + self.timeout))
+                    .set_connection_timeout(Some(self.timeout));
+                s.client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .map(Shared::Single)
+                    .map_err(Error::from)
+            }
+            Backend::Cluster(cl) => {
+                let cfg = ClusterConfig::new()
+                    .set_response_timeout(block + self.timeout)
+                    .set_connection_timeout(self.timeout);
+                match tokio::time::timeout(
+                    self.timeout * 2,
+                    cl.client.get_async_connection_with_config(cfg),
+                )
                 .await
-                .map_err(Error::from),
-        )
+                {
+                    Ok(r) => r
+                        .map(|c| Shared::Cluster(ClusterConn::new(c)))
+                        .map_err(Error::from),
+                    Err(_) => Err(timed_out("Redis Cluster connect timed out")),
+                }
+            }
+        };
+        self.watch(started, c)
     }
 
-    /// A pub/sub connection.
+    /// A pub/sub connection (on a cluster: to the first seed node that answers, starting
+    /// after the one used last, so a dead node is skipped on the next reconnect).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
-        Ok(
-            tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
+        let connect = |client: redis::Client| async move {
+            tokio::time::timeout(self.timeout, client.get_async_pubsub())
                 .await
-                .map_err(|_| timed_out("pub/sub connect timed out"))??,
-        )
+                .map_err(|_| timed_out("pub/sub connect timed out"))?
+                .map_err(Error::from)
+        };
+        match &self.backend {
+            Backend::Single(s) => connect(s.client.clone()).await,
+            Backend::Cluster(cl) => {
+                let n = cl.urls.len();
+                let first = cl.next_node.fetch_add(1, Ordering::Relaxed);
+                let mut last = Err(timed_out("no Redis Cluster node to subscribe on"));
+                for i in 0..n {
+                    let url = &cl.urls[(first + i) % n];
+                    last = connect(client_for(url)?).await;
+                    if last.is_ok() {
+                        break;
+                    }
+                }
+                last
+            }
+        }
     }
 
-    /// Whether Redis is at its `maxmemory` (it then refuses writes with `OOM`), from
-    /// `INFO memory`; `false` without a limit.
+    /// Whether Redis (any master of a cluster) is at its `maxmemory` (it then refuses
+    /// writes with `OOM`), from `INFO memory`; `false` without a limit.
     pub async fn memory_full(&self) -> Result<bool> {
-        let mut c = self.conn().await?;
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
-        Ok(memory_full(&info))
+        let replies = self.on_masters(redis::cmd("INFO").arg("memory")).await?;
+        Ok(replies.into_iter().any(|(_, v)| {
+            redis::from_redis_value::<String>(v).is_ok_and(|info| memory_full(&info))
+        }))
     }
 
     /// The Redis server clock, in ms; records the round trip.

@@ -7,6 +7,7 @@
 //! exit code 2, unless `DOTJOB_ALLOW_EVICTION` is set, which turns the refusal into a warning
 //! on every start. The policy comes from `CONFIG GET maxmemory-policy`, or from `INFO memory`
 //! where `CONFIG` is refused (ACLs, managed Redis); when neither answers, a warning and on.
+//! On a Redis Cluster every master is read, and the first one that is not safe decides.
 
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ pub enum Verdict {
 /// Reads the policy: `CONFIG GET maxmemory-policy`, else `INFO memory`'s `maxmemory_policy`.
 /// Fails only when Redis cannot be reached (a refused command is a [`Reading::Unreadable`]).
 pub async fn read(redis: &Redis) -> Result<Reading> {
+    if redis.is_cluster() {
+        return read_masters(redis).await;
+    }
     let mut c = redis.conn().await?;
     let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
         .arg("GET")
@@ -80,6 +84,57 @@ pub async fn read(redis: &Redis) -> Result<Reading> {
             "{config_err}; INFO memory: {e}"
         ))),
     }
+}
+
+/// [`read`] on every master of a cluster: the first reading that is not `noeviction`, its
+/// node named in `via`; `noeviction` when all are.
+async fn read_masters(redis: &Redis) -> Result<Reading> {
+    let config = redis
+        .on_masters(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
+        .await?;
+    let mut info: Option<Vec<(String, redis::Value)>> = None;
+    for (node, reply) in config {
+        let reading = match redis::from_redis_value::<Vec<String>>(reply) {
+            Ok(pair) if pair.len() == 2 => Reading::Known {
+                policy: pair[1].clone(),
+                via: "CONFIG GET",
+            },
+            Ok(_) | Err(_) => {
+                // CONFIG refused on this node: INFO memory (read once, for every master).
+                if info.is_none() {
+                    info = Some(redis.on_masters(redis::cmd("INFO").arg("memory")).await?);
+                }
+                let text = info
+                    .iter()
+                    .flatten()
+                    .find(|(n, _)| *n == node)
+                    .and_then(|(_, v)| redis::from_redis_value::<String>(v.clone()).ok());
+                match text.as_deref().and_then(info_policy) {
+                    Some(policy) => Reading::Known {
+                        policy,
+                        via: "INFO memory",
+                    },
+                    None => Reading::Unreadable(format!(
+                        "node {node}: CONFIG GET and INFO memory answered no policy"
+                    )),
+                }
+            }
+        };
+        match reading {
+            Reading::Known { policy, .. } if policy == SAFE_POLICY => {}
+            Reading::Known { policy, via } => {
+                return Ok(Reading::Known {
+                    policy: format!("{policy}` on node `{node}"),
+                    via,
+                });
+            }
+            unreadable @ Reading::Unreadable(_) => return Ok(unreadable),
+        }
+    }
+    Ok(Reading::Known {
+        policy: SAFE_POLICY.to_owned(),
+        via: "CONFIG GET",
+    })
 }
 
 fn is_unreachable(e: &redis::RedisError) -> bool {

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod backfill;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod error;

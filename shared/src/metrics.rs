@@ -54,6 +54,9 @@ pub const PASS_ERRORS: &str = "dotjob_schedule_pass_errors_total";
 pub const REDIS_ERRORS: &str = "dotjob_redis_errors_total";
 /// Times Redis came back after being unreachable.
 pub const REDIS_RECONNECTS: &str = "dotjob_redis_reconnects_total";
+/// Firings and completions whose `WAIT` (the durable setting) came back with fewer
+/// replicas than asked for.
+pub const REDIS_WAIT_SHORT: &str = "dotjob_redis_wait_short_total";
 /// Round trip of a Redis probe (`TIME` or `PING`).
 pub const REDIS_ROUNDTRIP: &str = "dotjob_redis_roundtrip_seconds";
 /// Admin API requests by `route` (the matched path, never the raw URL), `method`, `status`.
@@ -116,6 +119,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     (
         REDIS_RECONNECTS,
         "Times Redis answered again after being unreachable.",
+    ),
+    (
+        REDIS_WAIT_SHORT,
+        "Firings and completions whose WAIT got fewer replicas than asked.",
     ),
     (REDIS_ROUNDTRIP, "Round trip of a Redis probe, in seconds."),
     (

@@ -13,6 +13,7 @@ mod audit;
 mod backfill;
 mod broadcast;
 mod children;
+mod cluster;
 mod common;
 mod dashboards;
 mod declared;

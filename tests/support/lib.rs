@@ -10,6 +10,8 @@
 //!   SIGSTOP and SIGCONT; [`pid_of`] finds the process behind a replica or executor id;
 //! - [`Spawned`]: a component running as a tokio task until stopped (or dropped), and
 //!   [`InProcess`]: a scheduler run that way inside the test, on `127.0.0.1:0`;
+//! - [`RedisCluster`]: a private Redis Cluster (N masters, R replicas each) on free ports;
+//!   its comma-separated seed list goes wherever a Redis URL does;
 //! - [`Api`]: a small client of the admin API;
 //! - [`wait_for`]: poll a condition with a deadline instead of sleeping.
 
@@ -18,11 +20,13 @@ use std::net::TcpListener as StdListener;
 use std::time::{Duration, Instant};
 
 mod api;
+mod cluster;
 mod process;
 mod redis_setup;
 mod task;
 
 pub use api::{Answer, Api};
+pub use cluster::{RedisCluster, command_calls};
 pub use process::{Proc, Profile, bin, binary, pid_of, spawn_scheduler, spawn_scheduler_built};
 pub use redis_setup::{
     RedisServer, delete_prefix, raw_conn, redis_handle, shared_redis, unique_prefix,
@@ -40,11 +44,24 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Ports handed out by [`free_port`] or taken by [`reserve_port`] in this process.
+static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks `port` as taken (e.g. a Redis Cluster node's bus port, +10000), so [`free_port`]
+/// never hands it out; `false` if it was handed out already.
+pub fn reserve_port(port: u16) -> bool {
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    if given.contains(&port) {
+        return false;
+    }
+    given.push(port);
+    true
+}
+
 /// A free TCP port on 127.0.0.1, never handed out twice in this process: the suite's tests
 /// run concurrently in one binary, and a port freed by one caller could otherwise be picked
 /// again by another before the first binds it.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = StdListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -127,6 +127,7 @@ impl Proc {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_remove("REDIS_URL")
+            .env_remove("REDIS_CLUSTER_URLS")
             .env_remove("DOTJOB_PREFIX")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -255,8 +256,14 @@ pub fn spawn_scheduler_built(
 ) -> (Proc, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    // A comma-separated list is a cluster's seed nodes.
+    let redis_var = if redis_url.contains(',') {
+        "REDIS_CLUSTER_URLS"
+    } else {
+        "REDIS_URL"
+    };
     let mut env: Vec<(&str, &str)> = vec![
-        ("REDIS_URL", redis_url),
+        (redis_var, redis_url),
         ("DOTJOB_PREFIX", prefix),
         ("DOTJOB_LISTEN", &listen),
         ("DOTJOB_EMBEDDED_WORKER", "off"),

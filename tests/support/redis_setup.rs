@@ -17,12 +17,20 @@ pub fn unique_prefix(test: &str) -> String {
     format!("t-{test}-{:08x}", rand::random::<u32>())
 }
 
-/// A Redis handle for `url` and `prefix`.
+/// A Redis handle for `url` and `prefix` (a comma-separated list of URLs: a cluster's seed
+/// nodes, see [`crate::RedisCluster::url`]).
 pub fn redis_handle(url: &str, prefix: &str) -> dotjob_shared::Redis {
+    let cluster = if url.contains(',') {
+        url.split(',').map(str::to_owned).collect()
+    } else {
+        Vec::new()
+    };
     let cfg = dotjob_shared::config::RedisConfig {
+        cluster,
         url: url.to_owned(),
         prefix: prefix.to_owned(),
         timeout: Duration::from_secs(5),
+        ..dotjob_shared::config::RedisConfig::default()
     };
     dotjob_shared::Redis::new(&cfg).expect("redis handle")
 }

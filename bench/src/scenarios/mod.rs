@@ -10,6 +10,7 @@ use dotjob_worker::{HandlerError, RunContext, Worker};
 use futures::StreamExt;
 
 pub mod burst;
+pub mod cluster;
 pub mod failover;
 pub mod footprint;
 pub mod precision;
@@ -30,6 +31,7 @@ impl Ctx {
             url: self.url.clone(),
             prefix: prefix.to_owned(),
             timeout: Duration::from_secs(30),
+            ..dotjob_shared::config::RedisConfig::default()
         })
         .expect("redis handle")
     }

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use dotjob_shared::conn::Shared;
 use dotjob_shared::model::job::ConcurrencyPolicy;
 use dotjob_shared::scripts::{Due, Fence, Fire, FireJob, FireReply};
-use redis::aio::MultiplexedConnection;
 use tracing::{debug, warn};
 
 use super::{Engine, MAX_SLEEP};
@@ -57,7 +57,7 @@ impl Engine {
             let mut stale = 0u64;
             // One fire call in flight while the next chunk is planned: the Redis work of one
             // chunk overlaps the cron arithmetic of the next.
-            let mux = MultiplexedConnection::clone(&c);
+            let mux = c.shared();
             let defs = self.jobs(&mut c, group, &due.jobs).await?;
             let mut in_flight: Option<FireCall<'_>> = None;
             // Jobs with an overlap policy decide at their instant, not ahead of it; so do
@@ -168,7 +168,7 @@ impl Engine {
     /// longer holds the lease.
     async fn fire(
         &self,
-        mut c: MultiplexedConnection,
+        mut c: Shared,
         group: &str,
         fence: Option<&Fence>,
         jobs: Vec<FireJob<'_>>,
@@ -179,7 +179,7 @@ impl Engine {
             fire_ahead_ms: self.settings.fire_ahead.as_millis() as u64,
             jobs: &jobs,
         }
-        .call(&mut c, self.redis.keys())
+        .call(&mut self.redis.durable(&mut c), self.redis.keys())
         .await?;
         match reply {
             FireReply::Fenced => {

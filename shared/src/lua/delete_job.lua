@@ -1,7 +1,7 @@
 -- Deletes a job, its schedule entry and its run history.
 -- KEYS[1]  group prefix
--- KEYS[2]  job index hash (job id -> group)
--- KEYS[3]  job id set
+-- KEYS[2]  job index hash (job id -> group)   } absent on a Redis Cluster (other slots):
+-- KEYS[3]  job id set                          } the caller removes the job after the script
 -- ARGV[1]  job id
 -- Reads:   runs:<job> (the job's runs); active (their unacknowledged entries); F_EXECUTOR
 --          of those (a broadcast run's entry is in stream:<executor>)
@@ -16,8 +16,10 @@ redis.call('ZREM', P .. K_SCHEDULE, id)
 redis.call('ZREM', P .. K_JOBS, id)
 redis.call('ZREM', P .. K_LAST, id)
 redis.call('HDEL', P .. K_INFLIGHT, id)
-redis.call('HDEL', KEYS[2], id)
-redis.call('ZREM', KEYS[3], id)
+if KEYS[2] then
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+end
 local stream = P .. K_STREAM
 local runs_key = P .. K_RUNS .. id
 local runs = redis.call('ZRANGE', runs_key, 0, -1)

@@ -1,8 +1,8 @@
 -- Creates or updates a job definition atomically (invariants 8, 9).
 -- KEYS[1]  group prefix
--- KEYS[2]  job index hash (job id -> group)
--- KEYS[3]  job id set
--- KEYS[4]  group set
+-- KEYS[2]  job index hash (job id -> group)   } absent on a Redis Cluster (other slots):
+-- KEYS[3]  job id set                          } the caller writes them before the script
+-- KEYS[4]  group set                           }
 -- ARGV[1]  job id
 -- ARGV[2]  group name
 -- ARGV[3]  "create" | "update"
@@ -37,9 +37,11 @@ local stream = P .. K_STREAM
 if mode == 'create' then
   redis.call('ZADD', P .. K_JOBS, 0, id)
   redis.call('ZADD', P .. K_LAST, 0, id)
-  redis.call('HSET', KEYS[2], id, group)
-  redis.call('ZADD', KEYS[3], 0, id)
-  redis.call('SADD', KEYS[4], group)
+  if KEYS[2] then
+    redis.call('HSET', KEYS[2], id, group)
+    redis.call('ZADD', KEYS[3], 0, id)
+    redis.call('SADD', KEYS[4], group)
+  end
   -- Start the consumer group at the stream's beginning so no run fired before the first
   -- worker arrives is missed.
   pcall(redis.call, 'XGROUP', 'CREATE', stream, CONSUMER_GROUP, '0', 'MKSTREAM')

@@ -22,6 +22,7 @@ fn redis() -> Redis {
         url,
         prefix: format!("t-alert-{:08x}", rand::random::<u32>()),
         timeout: Duration::from_secs(5),
+        ..RedisConfig::default()
     })
     .expect("redis handle")
 }

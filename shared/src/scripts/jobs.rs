@@ -45,6 +45,9 @@ pub struct SaveJob<'a> {
     pub next: NextFire,
     /// The definition's hash fields (the version is bumped by the script).
     pub fields: &'a [(&'a str, String)],
+    /// Whether the script writes the global indexes (job index, job id set, group set) too;
+    /// `false` on a Redis Cluster, where they live in other slots and the caller writes them.
+    pub indexes: bool,
 }
 
 /// What [`SaveJob`] did.
@@ -85,11 +88,13 @@ impl SaveJob<'_> {
             SaveMode::Create => ("create", None),
             SaveMode::Update { expected_version } => ("update", expected_version),
         };
-        inv.key(keys.group_prefix(self.group))
-            .key(keys.job_index())
-            .key(keys.job_ids())
-            .key(keys.groups())
-            .arg(self.id)
+        inv.key(keys.group_prefix(self.group));
+        if self.indexes {
+            inv.key(keys.job_index())
+                .key(keys.job_ids())
+                .key(keys.groups());
+        }
+        inv.arg(self.id)
             .arg(self.group)
             .arg(mode)
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
@@ -111,18 +116,20 @@ pub struct DeleteJob<'a> {
     pub id: &'a str,
     /// Its group.
     pub group: &'a str,
+    /// Whether the script removes the job from the global indexes too (see
+    /// [`SaveJob::indexes`]).
+    pub indexes: bool,
 }
 
 impl DeleteJob<'_> {
     /// Runs `delete_job.lua`; returns whether the job existed.
     pub async fn call<C: ConnectionLike + Send>(&self, c: &mut C, keys: &Keys) -> Result<bool> {
-        let existed: i64 = DELETE_JOB
-            .key(keys.group_prefix(self.group))
-            .key(keys.job_index())
-            .key(keys.job_ids())
-            .arg(self.id)
-            .invoke_async(c)
-            .await?;
+        let mut inv = DELETE_JOB.prepare_invoke();
+        inv.key(keys.group_prefix(self.group));
+        if self.indexes {
+            inv.key(keys.job_index()).key(keys.job_ids());
+        }
+        let existed: i64 = inv.arg(self.id).invoke_async(c).await?;
         Ok(existed == 1)
     }
 }
@@ -147,6 +154,7 @@ mod tests {
             mode: SaveMode::Create,
             next: NextFire::At(1_790_000_000_000),
             fields: &fields,
+            indexes: true,
         };
         let r = encoded(&create);
         assert_eq!(
@@ -190,5 +198,11 @@ mod tests {
             ..create
         };
         assert_eq!(encoded(&pause).args, ["01a", "g", "update", "", ""]);
+        // On a cluster the script gets its group's slot only.
+        let on_cluster = SaveJob {
+            indexes: false,
+            ..pause
+        };
+        assert_eq!(encoded(&on_cluster).keys, ["dotjob:{g}:"]);
     }
 }

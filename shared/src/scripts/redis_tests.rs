@@ -40,6 +40,7 @@ fn test_redis(name: &str) -> Redis {
         url,
         prefix: format!("t-{name}-{:08x}", rand::random::<u32>()),
         timeout: Duration::from_secs(5),
+        ..RedisConfig::default()
     })
     .expect("redis handle")
 }
@@ -273,6 +274,7 @@ async fn a_broadcast_tick_goes_once_to_each_live_enabled_executor_and_ends_lost_
         url,
         prefix: format!("t-bcast-{:08x}", rand::random::<u32>()),
         timeout: Duration::from_secs(5),
+        ..RedisConfig::default()
     })
     .expect("redis handle");
     let store = Store::new(redis.clone());

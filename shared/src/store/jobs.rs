@@ -53,15 +53,46 @@ impl Store {
     ) -> Result<SaveReply> {
         let mut fields = spec.to_fields();
         fields.push(("updated_at", spec.updated_at.to_string()));
-        SaveJob {
+        let on_cluster = self.redis.is_cluster();
+        if on_cluster && mode == SaveMode::Create {
+            self.index_job(c, spec).await?;
+        }
+        let reply = SaveJob {
             id: &spec.id,
             group: &spec.group,
             mode,
             next,
             fields: &fields,
+            indexes: !on_cluster,
         }
         .call(c, self.redis.keys())
-        .await
+        .await;
+        if on_cluster && mode == SaveMode::Create && !matches!(reply, Ok(SaveReply::Saved(_))) {
+            // Nothing was created: take the index entries back (best effort; a leftover
+            // points at no job and reads as not found).
+            let _ = self.unindex_job(c, &spec.id).await;
+        }
+        reply
+    }
+
+    /// On a Redis Cluster: a new job into the global indexes, before its group's script
+    /// creates it (each index is its own slot, so one command each), so a created job is
+    /// always findable by id.
+    async fn index_job(&self, c: &mut Conn, spec: &JobSpec) -> Result<()> {
+        let keys = self.redis.keys();
+        let () = c.hset(keys.job_index(), &spec.id, &spec.group).await?;
+        let () = c.zadd(keys.job_ids(), &spec.id, 0).await?;
+        let () = c.sadd(keys.groups(), &spec.group).await?;
+        Ok(())
+    }
+
+    /// On a Redis Cluster: a deleted job out of the global indexes, after its group's
+    /// script deleted it.
+    async fn unindex_job(&self, c: &mut Conn, id: &str) -> Result<()> {
+        let keys = self.redis.keys();
+        let () = c.zrem(keys.job_ids(), id).await?;
+        let () = c.hdel(keys.job_index(), id).await?;
+        Ok(())
     }
 
     /// The schedule score for a job's next fire instant after `now`.
@@ -155,9 +186,17 @@ impl Store {
             .await?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
         let mut c = self.redis.conn().await?;
-        let existed = DeleteJob { id, group: &group }
-            .call(&mut c, self.redis.keys())
-            .await?;
+        let on_cluster = self.redis.is_cluster();
+        let existed = DeleteJob {
+            id,
+            group: &group,
+            indexes: !on_cluster,
+        }
+        .call(&mut c, self.redis.keys())
+        .await?;
+        if on_cluster {
+            self.unindex_job(&mut c, id).await?;
+        }
         if !existed {
             return Err(Error::NotFound(format!("job {id}")));
         }

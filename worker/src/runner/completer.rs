@@ -115,7 +115,7 @@ async fn invoke_complete(
         worker: &shared.id,
         attempts: &attempts,
     }
-    .call_on(c, &shared.prefix, own)
+    .call_on(&mut shared.redis.durable(c), &shared.prefix, own)
     .await
 }
 

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dotjob_shared::keys::CONSUMER_GROUP;
-use redis::aio::MultiplexedConnection;
 use tracing::{debug, warn};
 
 use super::backoff::Backoff;
@@ -29,7 +28,7 @@ const WAIT_MAX: usize = 20_000;
 
 /// Reads until the runner stops.
 pub(super) async fn run(shared: Arc<Shared>) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<dotjob_shared::conn::Shared> = None;
     let mut backoff = Backoff::new();
     // The own stream and its consumer group exist from the start (a broadcast run may be
     // fired to this executor as soon as its heartbeat is seen).
@@ -99,7 +98,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
 /// executor's own stream (broadcast runs; their ids come back marked, see [`own`]).
 async fn read(
     shared: &Shared,
-    c: &mut MultiplexedConnection,
+    c: &mut dotjob_shared::conn::Shared,
     count: usize,
 ) -> redis::RedisResult<Vec<redis::streams::StreamId>> {
     let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
