@@ -12,6 +12,7 @@ use futures::StreamExt;
 pub mod burst;
 pub mod failover;
 pub mod footprint;
+pub mod groups;
 pub mod precision;
 pub mod throughput;
 
