@@ -71,6 +71,10 @@ pub struct Cli {
     /// start each at its instant on the Redis clock); 0 to enqueue at the instant.
     #[arg(long, env = "DOTJOB_FIRE_AHEAD_MS", default_value_t = 2_500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub fire_ahead_ms: u64,
+    /// How often the earliest score of every held group is read again (one command per
+    /// group), so a job change whose wake-up message was lost fires at most this late.
+    #[arg(long, env = "DOTJOB_SCHEDULE_REREAD", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub schedule_reread: Duration,
     /// Start a private redis-server when REDIS_URL is unset and nothing answers locally:
     /// `auto` or `never`.
     #[arg(long, env = "DOTJOB_START_REDIS", default_value = "auto", value_parser = ["auto", "never"])]

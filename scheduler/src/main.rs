@@ -103,6 +103,7 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
             executor_timeout: cli.executor_timeout,
             lease: std::time::Duration::from_millis(cli.scheduler_lease_ms),
             fire_ahead: std::time::Duration::from_millis(cli.fire_ahead_ms),
+            schedule_reread: cli.schedule_reread,
             ..EngineSettings::default()
         },
         embedded_worker: cli

@@ -21,6 +21,9 @@ pub struct EngineSettings {
     /// How early ticks of jobs that allow overlap are enqueued; workers hold them and start
     /// each at its instant on the Redis clock. Zero fires at the instant.
     pub fire_ahead: Duration,
+    /// How often the held groups' earliest scores are read again, so a missed wake-up hint
+    /// delays a changed job by at most this much.
+    pub schedule_reread: Duration,
 }
 
 impl Default for EngineSettings {
@@ -33,6 +36,7 @@ impl Default for EngineSettings {
             executor_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(5),
             fire_ahead: Duration::from_millis(2_500),
+            schedule_reread: Duration::from_secs(30),
         }
     }
 }

@@ -16,6 +16,7 @@ mod declared;
 mod errors;
 mod faults;
 mod ha;
+mod idle_groups;
 mod inflight;
 mod logs_json;
 mod memory;
