@@ -11,8 +11,8 @@
 //! fired at least [`ACTIVE_RUNS`] runs into it since — every `housekeeping` interval; any
 //! other group once per `IDLE_ROUNDS` intervals (5 minutes by default), so a quiet group
 //! costs a few commands every few minutes instead of every few seconds. A group this
-//! replica just took is looked at on the first round. Groups are done a few at a time
-//! concurrently.
+//! replica just took is looked at on the first round (at most [`FIRST_PER_ROUND`] such
+//! groups a round). Groups are done a few at a time concurrently.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,10 @@ pub const IDLE_ROUNDS: u32 = 30;
 /// Runs fired into a group since its last housekeeping that make it due at the next
 /// interval.
 pub const ACTIVE_RUNS: u64 = 100;
+
+/// Groups new to this replica housekept per round: a replica taking thousands of groups
+/// at once spreads their first housekeeping over several rounds.
+pub const FIRST_PER_ROUND: usize = 500;
 
 /// Groups housekept at once.
 const CONCURRENT_GROUPS: usize = 16;
@@ -94,12 +98,16 @@ pub async fn run(
             () = tokio::time::sleep(settings.housekeeping) => {}
             () = stop.cancelled() => return,
         }
-        let held = leases.held();
+        let held: std::collections::HashSet<String> = leases.held().into_iter().collect();
         seen.retain(|g, _| held.contains(g));
+        let mut first = 0;
         let due: Vec<String> = held
             .into_iter()
             .filter(|g| match seen.get(g) {
-                None => true,
+                None => {
+                    first += 1;
+                    first <= FIRST_PER_ROUND
+                }
                 Some(s) => {
                     let age = s.at.elapsed();
                     age >= settings.housekeeping * IDLE_ROUNDS

@@ -114,7 +114,7 @@ async fn two_hundred_idle_groups_cost_at_most_half_a_command_per_group_per_secon
         })
         .filter(|(_, d)| *d > 0)
         .collect();
-    spent.sort_by(|a, b| b.1.cmp(&a.1));
+    spent.sort_by_key(|b| std::cmp::Reverse(b.1));
     eprintln!(
         "idle groups: {} commands in {secs:.1} s for {GROUPS} groups = {per_group:.3} per group per second: {spent:?}",
         after - before

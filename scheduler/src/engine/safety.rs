@@ -15,6 +15,9 @@ use tracing::{debug, info};
 
 use super::Engine;
 
+/// A group and its earliest (member, score), if it schedules anything.
+type First = (String, redis::RedisResult<Vec<(String, f64)>>);
+
 /// Reads in flight at once.
 const CONCURRENT_READS: usize = 512;
 
@@ -46,25 +49,24 @@ impl Engine {
         let c = self.redis.conn().await?;
         let mux = MultiplexedConnection::clone(&c);
         let keys = self.redis.keys();
-        let firsts: Vec<(String, redis::RedisResult<Vec<(String, f64)>>)> =
-            futures::stream::iter(held)
-                .map(|group| {
-                    let mut mux = mux.clone();
-                    let key = keys.schedule(&group);
-                    async move {
-                        let r = redis::cmd("ZRANGE")
-                            .arg(key)
-                            .arg(0)
-                            .arg(0)
-                            .arg("WITHSCORES")
-                            .query_async(&mut mux)
-                            .await;
-                        (group, r)
-                    }
-                })
-                .buffer_unordered(CONCURRENT_READS)
-                .collect()
-                .await;
+        let firsts: Vec<First> = futures::stream::iter(held)
+            .map(|group| {
+                let mut mux = mux.clone();
+                let key = keys.schedule(&group);
+                async move {
+                    let r = redis::cmd("ZRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(0)
+                        .arg("WITHSCORES")
+                        .query_async(&mut mux)
+                        .await;
+                    (group, r)
+                }
+            })
+            .buffer_unordered(CONCURRENT_READS)
+            .collect()
+            .await;
         let mut woken = 0;
         for (group, r) in firsts {
             let Some(score) = r?.first().map(|(_, s)| *s as i64) else {
