@@ -7,6 +7,7 @@
 //! cargo run --release -p dotjob-bench --bin bench -- all
 //! cargo run --release -p dotjob-bench --bin bench -- throughput --runs 200000
 //! cargo run --release -p dotjob-bench --bin bench -- --cluster --runs 120000
+//! cargo run -p dotjob-bench --bin bench -- groups --groups 1000 --groups 10000
 //! ```
 
 use clap::{Parser, ValueEnum};
@@ -29,6 +30,8 @@ enum Scenario {
     Failover,
     /// Redis memory per job and per run; scheduler and worker RSS at 100 k and 1 M jobs.
     Footprint,
+    /// 1 000 and 10 000 groups of one job: Redis commands/s per idle group, scheduler CPU.
+    Groups,
 }
 
 /// dotjob benchmarks.
@@ -63,6 +66,12 @@ struct Cli {
     /// Largest registered-job count in the footprint scenario.
     #[arg(long, default_value_t = 1_000_000)]
     footprint_jobs: u64,
+    /// Group counts in the groups scenario (repeat the flag).
+    #[arg(long = "groups", default_values_t = [1_000u64, 10_000])]
+    groups: Vec<u64>,
+    /// Seconds each phase of the groups scenario is measured.
+    #[arg(long, default_value_t = 30)]
+    groups_secs: u64,
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -118,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || cli.scenario == Scenario::Footprint {
         scenarios::footprint::run(&ctx, cli.footprint_jobs).await?;
+    }
+    if all || cli.scenario == Scenario::Groups {
+        scenarios::groups::run(&ctx, &cli.groups, cli.groups_secs).await?;
     }
     Ok(())
 }

@@ -86,6 +86,10 @@ pub struct Cli {
     /// executor or a lease holder).
     #[arg(long, env = "DOTJOB_ALERT_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub alert_check_interval: Duration,
+    /// How often the earliest score of every held group is read again (one command per
+    /// group), so a job change whose wake-up message was lost fires at most this late.
+    #[arg(long, env = "DOTJOB_SCHEDULE_REREAD", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub schedule_reread: Duration,
     /// Start a private redis-server when REDIS_URL is unset and nothing answers locally:
     /// `auto` or `never`.
     #[arg(long, env = "DOTJOB_START_REDIS", default_value = "auto", value_parser = ["auto", "never"])]

@@ -109,6 +109,7 @@ async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Resu
                 check_every: cli.alert_check_interval,
                 ..Default::default()
             },
+            schedule_reread: cli.schedule_reread,
             ..EngineSettings::default()
         },
         embedded_worker: cli

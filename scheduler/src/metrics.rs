@@ -52,6 +52,8 @@ pub struct StreamSample {
     pub lag: u64,
     /// Age (s) of the oldest pending entry, from its id's time.
     pub oldest_pending_s: f64,
+    /// Executors known to the group (live or not yet forgotten).
+    pub executors: u64,
 }
 
 /// Samples `group`'s stream and executors into their gauges (housekeeping, lease holder).
@@ -73,11 +75,12 @@ pub async fn sample_group(redis: &Redis, group: &str) -> dotjob_shared::Result<S
         .or_else(|_| Ok::<_, redis::RedisError>((0, redis::Value::Nil, redis::Value::Nil)))?;
     let (pending_n, lag) = group_info(&groups);
     let oldest = oldest_pending_ms(&pending).map_or(0.0, |t| (now - t).max(0) as f64 / 1_000.0);
-    let s = StreamSample {
+    let mut s = StreamSample {
         length,
         pending: pending_n,
         lag,
         oldest_pending_s: oldest,
+        executors: 0,
     };
     let g = || group.to_owned();
     metrics::gauge!(m::STREAM_LENGTH, "group" => g()).set(s.length as f64);
@@ -85,6 +88,7 @@ pub async fn sample_group(redis: &Redis, group: &str) -> dotjob_shared::Result<S
     metrics::gauge!(m::STREAM_LAG, "group" => g()).set(s.lag as f64);
     metrics::gauge!(m::STREAM_OLDEST_PENDING, "group" => g()).set(s.oldest_pending_s);
     let execs = Store::new(redis.clone()).list_executors(group).await?;
+    s.executors = execs.len() as u64;
     let live = execs.iter().filter(|e| e.alive && !e.disabled).count();
     let disabled = execs.iter().filter(|e| e.disabled).count();
     metrics::gauge!(m::EXECUTORS, "group" => g(), "state" => "live").set(live as f64);

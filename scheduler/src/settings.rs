@@ -23,6 +23,9 @@ pub struct EngineSettings {
     pub fire_ahead: Duration,
     /// Alert evaluation and delivery.
     pub alerts: crate::alerts::AlertSettings,
+    /// How often the held groups' earliest scores are read again, so a missed wake-up hint
+    /// delays a changed job by at most this much.
+    pub schedule_reread: Duration,
 }
 
 impl Default for EngineSettings {
@@ -36,6 +39,7 @@ impl Default for EngineSettings {
             lease: Duration::from_secs(5),
             fire_ahead: Duration::from_millis(2_500),
             alerts: crate::alerts::AlertSettings::default(),
+            schedule_reread: Duration::from_secs(30),
         }
     }
 }

@@ -21,6 +21,7 @@ mod errors;
 mod faults;
 mod ha;
 mod idempotency;
+mod idle_groups;
 mod inflight;
 mod last_status;
 mod logs_json;

@@ -13,6 +13,7 @@ pub mod burst;
 pub mod cluster;
 pub mod failover;
 pub mod footprint;
+pub mod groups;
 pub mod precision;
 pub mod throughput;
 

@@ -31,8 +31,9 @@ impl Engine {
     ) -> dotjob_shared::Result<Duration> {
         let prefix = self.redis.keys().group_prefix(group);
         let ahead = self.settings.fire_ahead.as_millis() as u64;
+        // One checkout per round: each costs the pool's recycling commands.
+        let mut c = self.redis.conn().await?;
         loop {
-            let mut c = self.redis.conn().await?;
             let due = Due {
                 max_jobs: DUE_BATCH,
                 look_ahead_ms: ahead,
@@ -45,6 +46,7 @@ impl Engine {
                 Duration::from_millis((at - now).max(0) as u64).saturating_sub(replied.elapsed())
             };
             if due.jobs.is_empty() {
+                self.note_next(group, due.next_score);
                 let wait = due
                     .next_score
                     .map_or(MAX_SLEEP, |n| until(n - ahead as i64));
@@ -65,6 +67,10 @@ impl Engine {
             let mut deferred: Option<i64> = None;
             // Slots dropped beyond the misfire threshold (alerts), recorded after firing.
             let mut missed: Vec<crate::alerts::missed::Missed> = Vec::new();
+            // The earliest score this round moves a job to: with the first score past the
+            // window (`due.next_score`) it is when the group is due next, without reading
+            // the schedule again.
+            let mut moved_to: Option<i64> = None;
             for job in &due.jobs {
                 let def = defs.get(&job.id);
                 if let Some(Ok(d)) = def
@@ -123,6 +129,9 @@ impl Engine {
                     }
                 }
                 ticks_in_call += fire.ticks.len() * (1 + fire.shards.map_or(0, <[_]>::len)) + 1;
+                if let Some(n) = fire.next_score {
+                    moved_to = Some(moved_to.map_or(n, |m: i64| m.min(n)));
+                }
                 batch.push(fire);
                 if ticks_in_call >= FIRE_CHUNK {
                     if let Some(prev) = in_flight.take() {
@@ -150,16 +159,27 @@ impl Engine {
             }
             if fired > 0 {
                 crate::metrics::ticks_fired(group, fired);
+                self.activity.note(group, fired);
             }
             if let Err(e) = crate::alerts::missed::record(&self.redis, group, &missed).await {
                 debug!(group, error = %e, "cannot record missed slots for alerts");
             }
-            if let Some(at) = deferred
-                && fired == 0
-                && stale == 0
-            {
-                // Only jobs waiting for their exact instant are left in the window.
-                return Ok(until(at).min(MAX_SLEEP));
+            if stale == 0 && due.jobs.len() < DUE_BATCH {
+                // Everything due was fired (or waits for its instant): sleep until the
+                // earliest of the moved scores, the first score past the window, and the
+                // instants of the jobs deferred to them.
+                let ahead_of = [due.next_score, moved_to].into_iter().flatten().min();
+                let next = [ahead_of, deferred].into_iter().flatten().min();
+                self.note_next(group, next);
+                let wait = [
+                    ahead_of.map(|n| until(n - ahead as i64)),
+                    deferred.map(until),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(MAX_SLEEP);
+                return Ok(wait.min(MAX_SLEEP));
             }
         }
     }

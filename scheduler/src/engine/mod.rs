@@ -5,7 +5,13 @@
 //! them with `fire.lua`, which checks each job's expected score, appends the runs and moves
 //! the score atomically — so however many replicas fire at once, a tick is enqueued at most
 //! once. The loop then sleeps until the earliest score (measured from the Redis reply, not
-//! the host clock), or until a job change wakes it.
+//! the host clock), or until a job change wakes it: an idle group's loop does not run at
+//! all until its next instant.
+//!
+//! A missed wake-up (pub/sub is a hint) is caught by the safety re-read (`safety`): every
+//! `schedule_reread` one pipelined `ZRANGE schedule 0 0` per held group compares the group's
+//! earliest score with the one its loop sleeps towards, and wakes the loops that are late.
+//! So an idle group costs one command per re-read here, whatever the number of groups.
 //!
 //! Definitions are cached by (id, version), bounded (`views`): `due.lua` returns each due
 //! job's version so a stale cache entry is never used, and the scheduler never loads every
@@ -16,11 +22,13 @@
 //! yet ([`dotjob_shared::backfill`]).
 //!
 //! Tasks: one loop per group, group discovery, the event listener (job changes invalidate
-//! the cache and wake the group's loop), the leases, housekeeping ([`crate::janitor`]) and
-//! alerting ([`crate::alerts`]: evaluation and delivery, apart from the firing loops).
+//! the cache and wake the group's loop), the safety re-read, the leases, housekeeping
+//! ([`crate::janitor`]) and alerting ([`crate::alerts`]: evaluation and delivery, apart from
+//! the firing loops).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,12 +46,28 @@ use crate::lease::Leases;
 pub use crate::settings::EngineSettings;
 
 mod firing;
+mod safety;
 mod views;
 
 use views::Cached;
 
-/// Longest sleep between rounds, so a missed wake-up costs at most this much.
-const MAX_SLEEP: Duration = Duration::from_secs(2);
+/// Longest sleep between rounds of a group that the safety re-read does not cover (it
+/// covers held groups).
+const MAX_SLEEP: Duration = Duration::from_secs(3_600);
+
+/// How often the set of groups is read again (new groups also arrive by event, and a
+/// write through this replica's API starts its group's loop at once).
+const DISCOVER_EVERY: Duration = Duration::from_secs(10);
+
+/// One group's loop, as the other tasks see it.
+struct GroupSlot {
+    /// Wakes the loop.
+    notify: Notify,
+    /// The earliest schedule score the loop knows and sleeps towards (ms, Redis clock;
+    /// `i64::MAX` when the group schedules nothing). Written by the loop, read by the
+    /// safety re-read.
+    next_score: AtomicI64,
+}
 
 /// Parsed schedules by (schedule text, time zone name).
 type ScheduleCache = lru::LruCache<(String, String), Arc<(Schedule, Tz)>>;
@@ -58,7 +82,11 @@ pub struct Engine {
     /// Parsed schedules, shared by every job with the same schedule and zone.
     schedules: Mutex<ScheduleCache>,
     /// One wake-up per group loop, by group; a loop is started once per group.
-    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    wakers: Mutex<HashMap<String, Arc<GroupSlot>>>,
+    /// Wakes discovery (a write for a group this replica does not know yet).
+    discover: Notify,
+    /// Runs fired per group since housekeeping last looked.
+    activity: Arc<crate::janitor::Activity>,
     /// Which groups this replica may fire.
     leases: Arc<Leases>,
     /// Stops every task of the engine.
@@ -82,6 +110,8 @@ impl Engine {
                 NonZeroUsize::new(4_096).unwrap_or(NonZeroUsize::MIN),
             )),
             wakers: Mutex::default(),
+            discover: Notify::new(),
+            activity: Arc::default(),
             stop: CancellationToken::new(),
             leases,
             settings,
@@ -96,8 +126,17 @@ impl Engine {
 
     /// Wakes the loop of `group` now (after a job change in this process).
     pub fn wake(&self, group: &str) {
-        if let Some(n) = self.wakers.lock().ok().and_then(|w| w.get(group).cloned()) {
-            n.notify_one();
+        match self.wakers.lock().ok().and_then(|w| w.get(group).cloned()) {
+            Some(slot) => slot.notify.notify_one(),
+            None => self.discover.notify_one(),
+        }
+    }
+
+    /// Notes the earliest score the loop of `group` now sleeps towards.
+    fn note_next(&self, group: &str, score: Option<i64>) {
+        if let Some(slot) = self.wakers.lock().ok().and_then(|w| w.get(group).cloned()) {
+            slot.next_score
+                .store(score.unwrap_or(i64::MAX), Ordering::Relaxed);
         }
     }
 
@@ -118,10 +157,12 @@ impl Engine {
         let tasks = [
             tokio::spawn(self.clone().discover_loop()),
             tokio::spawn(self.clone().listen_loop()),
+            tokio::spawn(self.clone().safety_loop()),
             tokio::spawn(crate::janitor::run(
                 self.redis.clone(),
                 self.leases.clone(),
                 self.settings.clone(),
+                self.activity.clone(),
                 self.stop.clone(),
             )),
             tokio::spawn(crate::alerts::run(
@@ -147,11 +188,14 @@ impl Engine {
         if w.contains_key(group) {
             return;
         }
-        let notify = Arc::new(Notify::new());
-        w.insert(group.to_owned(), notify.clone());
+        let slot = Arc::new(GroupSlot {
+            notify: Notify::new(),
+            next_score: AtomicI64::new(i64::MIN),
+        });
+        w.insert(group.to_owned(), slot.clone());
         self.leases.track(group);
-        info!(group, "scheduling group");
-        tokio::spawn(self.clone().group_loop(group.to_owned(), notify));
+        debug!(group, "scheduling group");
+        tokio::spawn(self.clone().group_loop(group.to_owned(), slot));
     }
 
     async fn discover_loop(self: Arc<Self>) {
@@ -170,7 +214,8 @@ impl Engine {
                 Err(e) => debug!(error = %e, "cannot list groups"),
             }
             tokio::select! {
-                () = tokio::time::sleep(MAX_SLEEP) => {}
+                () = tokio::time::sleep(DISCOVER_EVERY) => {}
+                () = self.discover.notified() => {}
                 () = self.stop.cancelled() => return,
             }
         }
@@ -251,7 +296,7 @@ impl Engine {
         }
     }
 
-    async fn group_loop(self: Arc<Self>, group: String, notify: Arc<Notify>) {
+    async fn group_loop(self: Arc<Self>, group: String, slot: Arc<GroupSlot>) {
         let mut failures = 0u32;
         // Whether this loop saw the group's run index backfilled (written by this loop only).
         let mut backfilled = false;
@@ -283,7 +328,7 @@ impl Engine {
             };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = notify.notified() => {}
+                () = slot.notify.notified() => {}
                 () = self.leases.changed(&group) => {}
                 () = self.stop.cancelled() => return,
             }

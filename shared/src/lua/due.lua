@@ -8,7 +8,9 @@
 -- Reply:   {now, next score or "", {job id, score, version or "", ...}}: the jobs whose next
 --          fire instant is due (or within the look-ahead), with the version of their
 --          definition so callers can use a cache ("" when the definition is gone), and the
---          earliest score of all.
+--          earliest score not returned: past the look-ahead, or the last one returned when
+--          the batch is full (more are due) — so a caller that fired every job returned
+--          knows when the group is due next without reading again.
 local now = now_ms()
 local schedule = P .. K_SCHEDULE
 local due = redis.call('ZRANGE', schedule, '-inf', now + tonumber(ARGV[2] or '0'),
@@ -19,5 +21,10 @@ for i = 1, #due, 2 do
   out[#out + 1] = due[i + 1]
   out[#out + 1] = redis.call('HGET', P .. K_JOB .. due[i], 'version') or ''
 end
-local first = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+local limit = tonumber(ARGV[1])
+if #due / 2 >= limit then
+  return {tostring(now), due[#due], out}
+end
+local first = redis.call('ZRANGE', schedule, '(' .. (now + tonumber(ARGV[2] or '0')), '+inf',
+  'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
 return {tostring(now), first[2] or '', out}

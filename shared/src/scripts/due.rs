@@ -30,7 +30,8 @@ pub struct DueJob {
 pub struct DueReply {
     /// The Redis clock when the script ran (ms).
     pub now_ms: i64,
-    /// The group's earliest score, if it schedules anything.
+    /// The earliest score not in `jobs`: past the look-ahead, or when `jobs` is a full
+    /// batch the last one returned (more are due); `None` when nothing else is scheduled.
     pub next_score: Option<i64>,
     /// The due jobs, earliest first.
     pub jobs: Vec<DueJob>,

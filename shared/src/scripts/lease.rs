@@ -7,13 +7,19 @@ use crate::error::Result;
 
 /// What to do with the lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LeaseAction {
+pub enum LeaseAction<'a> {
     /// Take it if free or expired, renew it if held, or ask for it (`want`).
     Acquire {
         /// This replica is the one chosen for the group: it takes an expired lease at once
         /// and asks the holder of a live one to hand it over; another replica waits a
         /// further ttl before taking an expired lease.
         chosen: bool,
+    },
+    /// Renew it if held, else take it if free, expired, or held by a replica that is not
+    /// in `live` (its heartbeat lapsed); else ask for it (`want`). For the chosen replica.
+    TakeOver {
+        /// The live replicas, this one included.
+        live: &'a [String],
     },
     /// Give it up if held.
     Release,
@@ -27,7 +33,7 @@ pub struct Lease<'a> {
     /// How long a hold lasts without renewal (ms).
     pub ttl_ms: u64,
     /// What to do.
-    pub action: LeaseAction,
+    pub action: LeaseAction<'a>,
 }
 
 /// The lease after a [`Lease`] call.
@@ -57,15 +63,19 @@ impl Lease<'_> {
     }
 
     fn encode(&self, inv: &mut impl ScriptArgs, prefix: &str) {
-        let (mode, chosen) = match self.action {
-            LeaseAction::Acquire { chosen } => ("acquire", chosen),
-            LeaseAction::Release => ("release", false),
+        let (mode, chosen, live) = match self.action {
+            LeaseAction::Acquire { chosen } => ("acquire", chosen, &[][..]),
+            LeaseAction::TakeOver { live } => ("acquire", true, live),
+            LeaseAction::Release => ("release", false, &[][..]),
         };
         inv.key(prefix)
             .arg(self.replica)
             .arg(self.ttl_ms)
             .arg(mode)
             .arg(if chosen { "1" } else { "0" });
+        for r in live {
+            inv.arg(r.as_str());
+        }
     }
 }
 
@@ -105,6 +115,11 @@ mod tests {
             ["r1", "5000", "acquire", "0"]
         );
         assert_eq!(argv(LeaseAction::Release), ["r1", "5000", "release", "0"]);
+        let live = ["r1".to_owned(), "r2".to_owned()];
+        assert_eq!(
+            argv(LeaseAction::TakeOver { live: &live }),
+            ["r1", "5000", "acquire", "1", "r1", "r2"]
+        );
     }
 
     #[test]
