@@ -57,6 +57,12 @@ pub struct RedisArgs {
     /// without it such a Redis is refused, since eviction deletes jobs and run records.
     #[arg(long, env = "DOTJOB_ALLOW_EVICTION", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub allow_eviction: bool,
+    /// TLS files and ACL credentials.
+    #[command(flatten)]
+    pub secure: crate::secure::SecureArgs,
+    /// Redis Sentinel addresses, comma-separated (not supported: see the README).
+    #[arg(long, env = "REDIS_SENTINEL_URLS")]
+    pub redis_sentinel_urls: Option<String>,
 }
 
 /// Validated Redis settings.
@@ -68,6 +74,19 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Reply timeout for ordinary commands.
     pub timeout: Duration,
+    /// TLS files and ACL credentials applied to every connection.
+    pub secure: crate::secure::Secure,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_REDIS_URL.to_owned(),
+            prefix: "dotjob".to_owned(),
+            timeout: Duration::from_secs(5),
+            secure: crate::secure::Secure::default(),
+        }
+    }
 }
 
 impl RedisArgs {
@@ -78,12 +97,20 @@ impl RedisArgs {
                 "REDIS_CLUSTER_URLS: Redis Cluster is not supported yet; use REDIS_URL".into(),
             ));
         }
+        if self.redis_sentinel_urls.is_some() {
+            return Err(Error::Config(
+                "REDIS_SENTINEL_URLS: Redis Sentinel is not supported yet (see the README, \
+                 \"Redis Sentinel\"); point REDIS_URL at the master, or use Redis Cluster"
+                    .into(),
+            ));
+        }
         let url = self
             .redis_url
             .clone()
             .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
         redis::Client::open(url.as_str())
-            .map_err(|e| Error::Config(format!("REDIS_URL `{url}`: {e}")))?;
+            .map_err(|e| Error::Config(format!("REDIS_URL `{}`: {e}", redacted_url(&url))))?;
+        let secure = self.secure.validate(&[url.as_str()])?;
         let p = &self.prefix;
         if p.is_empty() || p.len() > 64 || p.contains(['{', '}', ' ', ':']) {
             return Err(Error::Config(format!(
@@ -97,6 +124,7 @@ impl RedisArgs {
             url,
             prefix: p.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms),
+            secure,
         })
     }
 }

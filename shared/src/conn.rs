@@ -200,12 +200,11 @@ pub type Conn = deadpool_redis::Connection;
 impl Redis {
     /// Builds the pool. Does not connect yet: a process may start before Redis does.
     pub fn new(cfg: &RedisConfig) -> Result<Self> {
-        let client =
-            redis::Client::open(cfg.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+        let client = crate::secure::client(&cfg.url, &cfg.secure)?;
         let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(cfg.timeout))
             .set_connection_timeout(Some(cfg.timeout));
-        let manager = Manager::new_with_config(cfg.url.as_str(), conn_cfg)
+        let manager = Manager::new_with_config(client.get_connection_info().clone(), conn_cfg)
             .map_err(|e| Error::Config(e.to_string()))?;
         let pool = Pool::builder(manager)
             .max_size(32)

@@ -27,5 +27,6 @@ mod routing;
 mod security;
 mod shutdown;
 mod spine;
+mod tls;
 mod validation;
 mod warnings;

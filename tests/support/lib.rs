@@ -10,6 +10,8 @@
 //!   SIGSTOP and SIGCONT; [`pid_of`] finds the process behind a replica or executor id;
 //! - [`Spawned`]: a component running as a tokio task until stopped (or dropped), and
 //!   [`InProcess`]: a scheduler run that way inside the test, on `127.0.0.1:0`;
+//! - [`TlsRedis`]: a TLS-only `redis-server` with a generated CA, server and client
+//!   certificate, for the TLS and ACL tests;
 //! - [`Api`]: a small client of the admin API;
 //! - [`wait_for`]: poll a condition with a deadline instead of sleeping.
 
@@ -21,6 +23,7 @@ mod api;
 mod process;
 mod redis_setup;
 mod task;
+mod tls;
 
 pub use api::{Answer, Api};
 pub use process::{Proc, Profile, bin, binary, pid_of, spawn_scheduler, spawn_scheduler_built};
@@ -28,6 +31,7 @@ pub use redis_setup::{
     RedisServer, delete_prefix, raw_conn, redis_handle, shared_redis, unique_prefix,
 };
 pub use task::{InProcess, Shutdown, Spawned};
+pub use tls::TlsRedis;
 
 /// Logs of in-process components go to the test's captured output (shown on failure).
 pub fn init_tracing() {

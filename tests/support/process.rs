@@ -128,6 +128,11 @@ impl Proc {
         cmd.args(args)
             .env_remove("REDIS_URL")
             .env_remove("DOTJOB_PREFIX")
+            .env_remove("REDIS_USERNAME")
+            .env_remove("REDIS_PASSWORD")
+            .env_remove("REDIS_CA_FILE")
+            .env_remove("REDIS_CERT_FILE")
+            .env_remove("REDIS_KEY_FILE")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file);

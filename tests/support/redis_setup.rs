@@ -23,6 +23,7 @@ pub fn redis_handle(url: &str, prefix: &str) -> dotjob_shared::Redis {
         url: url.to_owned(),
         prefix: prefix.to_owned(),
         timeout: Duration::from_secs(5),
+        ..dotjob_shared::config::RedisConfig::default()
     };
     dotjob_shared::Redis::new(&cfg).expect("redis handle")
 }

@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         url: std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned()),
         prefix: std::env::var("DOTJOB_PREFIX").unwrap_or_else(|_| "dotjob".to_owned()),
         timeout: Duration::from_secs(5),
+        ..RedisConfig::default()
     };
     let worker = Worker::builder(Redis::new(&cfg)?, "hello")
         // Triggered over the API: POST /api/v1/jobs {"name": "greet", "group": "hello",

@@ -274,6 +274,7 @@ mod tests {
             url: "redis://127.0.0.1:1".to_owned(),
             prefix: "unit".to_owned(),
             timeout: Duration::from_secs(1),
+            ..dotjob_shared::config::RedisConfig::default()
         })
         .unwrap()
     }

@@ -181,6 +181,7 @@ mod tests {
             url: dotjob_shared::config::DEFAULT_REDIS_URL.to_owned(),
             prefix: "started-at-test".to_owned(),
             timeout: Duration::from_secs(1),
+            ..dotjob_shared::config::RedisConfig::default()
         };
         let reg = Registry::new(Redis::new(&cfg).expect("redis handle"), me);
         let first = reg.registration_json();

@@ -30,6 +30,7 @@ impl Ctx {
             url: self.url.clone(),
             prefix: prefix.to_owned(),
             timeout: Duration::from_secs(30),
+            ..dotjob_shared::config::RedisConfig::default()
         })
         .expect("redis handle")
     }

@@ -22,6 +22,7 @@ pub(super) fn state() -> AppState {
         url: "redis://127.0.0.1:1".into(),
         prefix: "unit".into(),
         timeout: std::time::Duration::from_millis(200),
+        ..dotjob_shared::config::RedisConfig::default()
     };
     let redis = dotjob_shared::Redis::new(&cfg).expect("handle");
     let leases = Arc::new(Leases::new(

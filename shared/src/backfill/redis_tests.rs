@@ -21,6 +21,7 @@ fn redis() -> Redis {
         url,
         prefix: format!("t-backfill-{:08x}", rand::random::<u32>()),
         timeout: Duration::from_secs(5),
+        ..RedisConfig::default()
     })
     .expect("redis handle")
 }

@@ -36,6 +36,7 @@ async fn a_job_saved_since_it_was_read_is_not_fired_with_the_old_version() {
         url,
         prefix: format!("t-fire-{:08x}", rand::random::<u32>()),
         timeout: Duration::from_secs(5),
+        ..RedisConfig::default()
     })
     .expect("redis handle");
     let store = Store::new(redis.clone());

@@ -26,6 +26,7 @@ fn redis() -> Redis {
         url,
         prefix: format!("t-views-{:08x}", rand::random::<u32>()),
         timeout: Duration::from_secs(5),
+        ..RedisConfig::default()
     })
     .expect("redis handle")
 }
