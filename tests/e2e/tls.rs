@@ -119,11 +119,13 @@ async fn spine_runs_over_mutual_tls_as_the_documented_acl_user() {
     let mut env = tls_env(&redis);
     env.push(("REDIS_USERNAME", "dotjob".to_owned()));
     env.push(("REDIS_PASSWORD", PASSWORD.to_owned()));
+    // Housekeeping (trimming, retention, reaping) every second, so its commands run too.
+    env.push(("DOTJOB_HOUSEKEEPING_INTERVAL", "1s".to_owned()));
     let (sched, base) = spawn_scheduler(&redis.url(), prefix, &refs(&env));
     let mut wenv = tls_env(&redis);
     wenv.push(("REDIS_URL", redis.url_as("dotjob", PASSWORD)));
     wenv.push(("DOTJOB_PREFIX", prefix.to_owned()));
-    wenv.push(("DOTJOB_SHELL_ALLOW", "true".to_owned()));
+    wenv.push(("DOTJOB_SHELL_ALLOW", "true,false,echo".to_owned()));
     let worker = Proc::spawn("dotjob-worker", &["--group", "secure"], &refs(&wenv));
 
     let api = Api::new(&base);
@@ -160,7 +162,39 @@ async fn spine_runs_over_mutual_tls_as_the_documented_acl_user() {
     let run = api.trigger(&id, None).await;
     let r = api.wait_run_final(&run, Duration::from_secs(20)).await;
     assert_eq!(r["status"], "succeeded", "{r}");
-    for path in ["/groups", "/stats", "/jobs", "/groups/secure/executors"] {
+    // Log lines, a retry and a dead letter.
+    let say = api
+        .create_job(
+            &json!({"name": "say", "group": "secure", "handler": "shell",
+            "params": {"command": ["echo", "over tls"]}}),
+        )
+        .await;
+    let run = api.trigger(say["id"].as_str().expect("id"), None).await;
+    let r = api.wait_run_final(&run, Duration::from_secs(20)).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let logs = api
+        .call("GET", &format!("/runs/{run}/logs"), None)
+        .await
+        .expect("logs");
+    assert!(logs.body.to_string().contains("over tls"), "{}", logs.body);
+    let fail = api
+        .create_job(
+            &json!({"name": "fail", "group": "secure", "handler": "shell",
+            "params": {"command": ["false"]}, "max_attempts": 2,
+            "backoff": {"base_ms": 100, "max_ms": 200}}),
+        )
+        .await;
+    let run = api.trigger(fail["id"].as_str().expect("id"), None).await;
+    let r = api.wait_run_final(&run, Duration::from_secs(30)).await;
+    assert_eq!(r["status"], "dead", "{r}");
+    assert_eq!(r["attempt"], 2, "{r}");
+    for path in [
+        "/groups",
+        "/stats",
+        "/jobs",
+        "/groups/secure/executors",
+        "/groups/secure/dead",
+    ] {
         let a = api.call("GET", path, None).await.expect("answer");
         assert_eq!(a.status, 200, "{path}: {}", a.body);
     }
