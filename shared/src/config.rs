@@ -63,6 +63,9 @@ pub struct RedisArgs {
     /// Redis Sentinel addresses, comma-separated (not supported: see the README).
     #[arg(long, env = "REDIS_SENTINEL_URLS")]
     pub redis_sentinel_urls: Option<String>,
+    /// Redis Sentinel master name (not supported: see the README).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
 }
 
 /// Validated Redis settings.
@@ -97,12 +100,16 @@ impl RedisArgs {
                 "REDIS_CLUSTER_URLS: Redis Cluster is not supported yet; use REDIS_URL".into(),
             ));
         }
-        if self.redis_sentinel_urls.is_some() {
-            return Err(Error::Config(
-                "REDIS_SENTINEL_URLS: Redis Sentinel is not supported yet (see the README, \
+        if self.redis_sentinel_urls.is_some() || self.redis_sentinel_master.is_some() {
+            let var = if self.redis_sentinel_urls.is_some() {
+                "REDIS_SENTINEL_URLS"
+            } else {
+                "REDIS_SENTINEL_MASTER"
+            };
+            return Err(Error::Config(format!(
+                "{var}: Redis Sentinel is not supported yet (see the README, \
                  \"Redis Sentinel\"); point REDIS_URL at the master, or use Redis Cluster"
-                    .into(),
-            ));
+            )));
         }
         let url = self
             .redis_url

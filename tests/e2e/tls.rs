@@ -1,6 +1,7 @@
 //! TLS and ACL: a scheduler and a stock worker on a TLS-only Redis (mutual TLS), logged in
 //! as the ACL user the README documents, run the spine's flow; a wrong password, a bad CA
-//! file or an untrusted server certificate is one clear line and exit code 2.
+//! file, an untrusted server certificate or a Sentinel setting is one clear line and exit
+//! code 2.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -261,6 +262,22 @@ async fn bad_tls_files_and_an_untrusted_server_are_refused_at_start() {
     assert!(
         p.log()
             .contains("REDIS_CA_FILE: cannot read /nonexistent/ca.pem"),
+        "{}",
+        p.log()
+    );
+    // Sentinel is refused with the reason, not ignored.
+    let (mut p, _) = spawn_scheduler(
+        &redis.url(),
+        "dotjob",
+        &[("REDIS_SENTINEL_URLS", "redis://127.0.0.1:26379")],
+    );
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(10)).expect("exits"),
+        Some(2)
+    );
+    assert!(
+        p.log()
+            .contains("REDIS_SENTINEL_URLS: Redis Sentinel is not supported yet"),
         "{}",
         p.log()
     );
