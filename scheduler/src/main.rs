@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use dotjob_scheduler::config::Cli;
 use dotjob_scheduler::local_redis::{self, LocalRedis};
 use dotjob_scheduler::{EngineSettings, Options};
-use dotjob_shared::{Redis, eviction};
+use dotjob_shared::{Redis, eviction, secure};
 use dotjob_worker::telemetry;
 
 #[tokio::main]
@@ -87,6 +87,9 @@ enum Started {
 async fn start(cli: Cli, api_opts: dotjob_scheduler::ApiOptions) -> anyhow::Result<Started> {
     let cfg = cli.redis.validate()?;
     let redis = Redis::new(&cfg)?;
+    if let Some(line) = secure::check_access(&redis, &cfg.url, &cfg.secure).await {
+        return Ok(Started::Refused(line));
+    }
     let allow = cli.redis.allow_eviction;
     if let Some(line) = eviction::check(&redis, allow).await {
         return Ok(Started::Refused(line));

@@ -46,6 +46,9 @@ mod tests {
             prefix: "dotjob".to_owned(),
             redis_timeout_ms: 5_000,
             allow_eviction: false,
+            secure: Default::default(),
+            redis_sentinel_urls: None,
+            redis_sentinel_master: None,
         }
     }
 
@@ -101,6 +104,15 @@ pub struct RedisArgs {
     /// without it such a Redis is refused, since eviction deletes jobs and run records.
     #[arg(long, env = "DOTJOB_ALLOW_EVICTION", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub allow_eviction: bool,
+    /// TLS files and ACL credentials.
+    #[command(flatten)]
+    pub secure: crate::secure::SecureArgs,
+    /// Redis Sentinel addresses, comma-separated (not supported: see the README).
+    #[arg(long, env = "REDIS_SENTINEL_URLS")]
+    pub redis_sentinel_urls: Option<String>,
+    /// Redis Sentinel master name (not supported: see the README).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
 }
 
 /// Validated Redis settings.
@@ -116,6 +128,8 @@ pub struct RedisConfig {
     pub cluster: Vec<String>,
     /// `WAIT` after firing and completing, if asked for.
     pub wait: Option<WaitReplicas>,
+    /// TLS files and ACL credentials applied to every connection.
+    pub secure: crate::secure::Secure,
 }
 
 impl Default for RedisConfig {
@@ -124,6 +138,7 @@ impl Default for RedisConfig {
             url: DEFAULT_REDIS_URL.to_owned(),
             prefix: "dotjob".to_owned(),
             timeout: Duration::from_secs(5),
+            secure: crate::secure::Secure::default(),
             cluster: Vec::new(),
             wait: None,
         }
@@ -173,12 +188,30 @@ impl RedisArgs {
                 "REDIS_CLUSTER_URLS: no node URL given (comma-separated redis://host:port)".into(),
             ));
         }
+        if self.redis_sentinel_urls.is_some() || self.redis_sentinel_master.is_some() {
+            let var = if self.redis_sentinel_urls.is_some() {
+                "REDIS_SENTINEL_URLS"
+            } else {
+                "REDIS_SENTINEL_MASTER"
+            };
+            return Err(Error::Config(format!(
+                "{var}: Redis Sentinel is not supported yet (see the README, \
+                 \"Redis Sentinel\"); point REDIS_URL at the master, or use Redis Cluster"
+            )));
+        }
         let url = self
             .redis_url
             .clone()
             .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned());
         redis::Client::open(url.as_str())
-            .map_err(|e| Error::Config(format!("REDIS_URL `{url}`: {e}")))?;
+            .map_err(|e| Error::Config(format!("REDIS_URL `{}`: {e}", redacted_url(&url))))?;
+        // The TLS files and credentials apply to the cluster's seed nodes, or to REDIS_URL.
+        let checked: Vec<&str> = if cluster.is_empty() {
+            vec![url.as_str()]
+        } else {
+            cluster.iter().map(String::as_str).collect()
+        };
+        let secure = self.secure.validate(&checked)?;
         let p = &self.prefix;
         if p.is_empty() || p.len() > 64 || p.contains(['{', '}', ' ', ':']) {
             return Err(Error::Config(format!(
@@ -204,6 +237,7 @@ impl RedisArgs {
                 replicas: self.wait_replicas,
                 timeout: Duration::from_millis(self.wait_timeout_ms),
             }),
+            secure,
         })
     }
 }

@@ -74,24 +74,28 @@ struct ClusterBackend {
     shared: tokio::sync::Mutex<Option<ClusterConn>>,
     /// The seed node the next pub/sub connection tries first (moves on after a failure).
     next_node: AtomicUsize,
+    /// TLS files and credentials, for the per-node pub/sub clients.
+    secure: crate::secure::Secure,
 }
 
-/// A client for one node: the one place where TLS and ACL settings are applied.
-pub fn client_for(url: &str) -> Result<redis::Client> {
-    redis::Client::open(url).map_err(|e| {
-        Error::Config(format!(
-            "Redis URL `{}`: {e}",
-            crate::config::redacted_url(url)
-        ))
-    })
+/// A client for one node, with the process's TLS files and ACL credentials
+/// ([`crate::secure::client`], the one place where they meet a connection).
+pub fn client_for(url: &str, secure: &crate::secure::Secure) -> Result<redis::Client> {
+    crate::secure::client(url, secure)
 }
 
-/// A cluster client for `urls` (each checked by [`client_for`]).
-fn cluster_client(urls: &[String], timeout: Duration) -> Result<ClusterClient> {
+/// A cluster client for `urls` (each checked by [`client_for`]), with the same TLS files and
+/// credentials for every node.
+fn cluster_client(
+    urls: &[String],
+    timeout: Duration,
+    secure: &crate::secure::Secure,
+) -> Result<ClusterClient> {
     for u in urls {
-        client_for(u)?;
+        client_for(u, secure)?;
     }
-    ClusterClient::builder(urls.iter().map(String::as_str))
+    secure
+        .cluster_builder(urls)
         .connection_timeout(timeout)
         .response_timeout(timeout)
         .build()
@@ -397,9 +401,10 @@ impl Redis {
             return Ok(Self {
                 backend: Backend::Cluster(Arc::new(ClusterBackend {
                     urls: cfg.cluster.clone(),
-                    client: cluster_client(&cfg.cluster, cfg.timeout)?,
+                    client: cluster_client(&cfg.cluster, cfg.timeout, &cfg.secure)?,
                     shared: tokio::sync::Mutex::new(None),
                     next_node: AtomicUsize::new(0),
+                    secure: cfg.secure.clone(),
                 })),
                 keys: Keys::new(cfg.prefix.clone()),
                 timeout: cfg.timeout,
@@ -407,11 +412,11 @@ impl Redis {
                 link: Arc::default(),
             });
         }
-        let client = client_for(&cfg.url)?;
+        let client = crate::secure::client(&cfg.url, &cfg.secure)?;
         let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(cfg.timeout))
             .set_connection_timeout(Some(cfg.timeout));
-        let manager = Manager::new_with_config(cfg.url.as_str(), conn_cfg)
+        let manager = Manager::new_with_config(client.get_connection_info().clone(), conn_cfg)
             .map_err(|e| Error::Config(e.to_string()))?;
         let pool = Pool::builder(manager)
             .max_size(32)
@@ -604,7 +609,7 @@ impl Redis {
                 let mut last = Err(timed_out("no Redis Cluster node to subscribe on"));
                 for i in 0..n {
                     let url = &cl.urls[(first + i) % n];
-                    last = connect(client_for(url)?).await;
+                    last = connect(client_for(url, &cl.secure)?).await;
                     if last.is_ok() {
                         break;
                     }

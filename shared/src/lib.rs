@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod schedule;
 pub mod scripts;
+pub mod secure;
 pub mod store;
 pub mod time;
 pub mod views;

@@ -35,5 +35,6 @@ mod security;
 mod sharding;
 mod shutdown;
 mod spine;
+mod tls;
 mod validation;
 mod warnings;

@@ -12,6 +12,8 @@
 //!   [`InProcess`]: a scheduler run that way inside the test, on `127.0.0.1:0`;
 //! - [`RedisCluster`]: a private Redis Cluster (N masters, R replicas each) on free ports;
 //!   its comma-separated seed list goes wherever a Redis URL does;
+//! - [`TlsRedis`]: a TLS-only `redis-server` with a generated CA, server and client
+//!   certificate, for the TLS and ACL tests;
 //! - [`Api`]: a small client of the admin API;
 //! - [`wait_for`]: poll a condition with a deadline instead of sleeping.
 
@@ -24,6 +26,7 @@ mod cluster;
 mod process;
 mod redis_setup;
 mod task;
+mod tls;
 
 pub use api::{Answer, Api};
 pub use cluster::{RedisCluster, command_calls};
@@ -32,6 +35,7 @@ pub use redis_setup::{
     RedisServer, delete_prefix, raw_conn, redis_handle, shared_redis, unique_prefix,
 };
 pub use task::{InProcess, Shutdown, Spawned};
+pub use tls::TlsRedis;
 
 /// Logs of in-process components go to the test's captured output (shown on failure).
 pub fn init_tracing() {

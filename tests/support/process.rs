@@ -129,6 +129,11 @@ impl Proc {
             .env_remove("REDIS_URL")
             .env_remove("REDIS_CLUSTER_URLS")
             .env_remove("DOTJOB_PREFIX")
+            .env_remove("REDIS_USERNAME")
+            .env_remove("REDIS_PASSWORD")
+            .env_remove("REDIS_CA_FILE")
+            .env_remove("REDIS_CERT_FILE")
+            .env_remove("REDIS_KEY_FILE")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file);

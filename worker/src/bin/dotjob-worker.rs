@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use dotjob_shared::config::RedisArgs;
-use dotjob_shared::{Redis, eviction};
+use dotjob_shared::{Redis, eviction, secure};
 use dotjob_worker::config::{MetricsArgs, WorkerArgs};
 use dotjob_worker::{Worker, stock, telemetry};
 
@@ -51,6 +51,10 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Some(line) = secure::check_access(&redis, &cfg.url, &cfg.secure).await {
+        eprintln!("dotjob-worker: {line}");
+        return std::process::ExitCode::from(2);
+    }
     let allow = cli.redis.allow_eviction;
     if let Some(line) = eviction::check(&redis, allow).await {
         eprintln!("dotjob-worker: {line}");
