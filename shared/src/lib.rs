@@ -20,6 +20,8 @@ pub mod schedule;
 pub mod scripts;
 pub mod secure;
 pub mod store;
+#[cfg(test)]
+mod test_redis;
 pub mod time;
 pub mod views;
 

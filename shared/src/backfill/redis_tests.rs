@@ -4,26 +4,16 @@
 //! previous one stopped, and two backfills at once add each run once between them.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use redis::AsyncCommands;
 
 use super::backfill_group;
-use crate::config::RedisConfig;
 use crate::conn::Redis;
 use crate::scripts::{Backfill, BackfillReply};
 use crate::views::runs::{RunQuery, list_runs};
 
 fn redis() -> Redis {
-    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    Redis::new(&RedisConfig {
-        url,
-        prefix: format!("t-backfill-{:08x}", rand::random::<u32>()),
-        timeout: Duration::from_secs(5),
-        ..RedisConfig::default()
-    })
-    .expect("redis handle")
+    crate::test_redis::handle("backfill")
 }
 
 /// Writes `jobs` jobs of `group` with `runs` runs each the way releases before `group-runs`

@@ -3,11 +3,8 @@
 //! evaluated, a rule is silent per subject, the cursor moves only under the current lease,
 //! and a claimed delivery is recorded, retried and forgotten.
 
-use std::time::Duration;
-
 use redis::AsyncCommands;
 
-use crate::config::RedisConfig;
 use crate::conn::Redis;
 
 use super::{
@@ -16,27 +13,10 @@ use super::{
 };
 
 fn redis() -> Redis {
-    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    Redis::new(&RedisConfig {
-        url,
-        prefix: format!("t-alert-{:08x}", rand::random::<u32>()),
-        timeout: Duration::from_secs(5),
-        ..RedisConfig::default()
-    })
-    .expect("redis handle")
+    crate::test_redis::handle("alert")
 }
 
-async fn cleanup(redis: &Redis) {
-    let mut c = redis.conn().await.expect("conn");
-    let all: Vec<String> = c
-        .keys(format!("{}*", redis.keys().prefix()))
-        .await
-        .expect("keys");
-    if !all.is_empty() {
-        let _: () = c.del(all).await.expect("cleanup");
-    }
-}
+use crate::test_redis::cleanup;
 
 fn alert<'a>(id: &'a str, subject: &'a str, event: Option<(&'a str, &'a str)>) -> EnqueueAlert<'a> {
     EnqueueAlert {

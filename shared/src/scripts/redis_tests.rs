@@ -34,28 +34,10 @@ async fn trigger(redis: &Redis, t: Trigger<'_>) -> TriggerReply {
 
 /// A handle on the test Redis under a fresh prefix.
 fn test_redis(name: &str) -> Redis {
-    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    Redis::new(&RedisConfig {
-        url,
-        prefix: format!("t-{name}-{:08x}", rand::random::<u32>()),
-        timeout: Duration::from_secs(5),
-        ..RedisConfig::default()
-    })
-    .expect("redis handle")
+    crate::test_redis::handle(name)
 }
 
-/// Deletes every key of the handle's prefix.
-async fn cleanup(redis: &Redis) {
-    let mut c = redis.conn().await.expect("conn");
-    let all: Vec<String> = c
-        .keys(format!("{}*", redis.keys().prefix()))
-        .await
-        .expect("keys");
-    if !all.is_empty() {
-        let _: () = c.del(all).await.expect("cleanup");
-    }
-}
+use crate::test_redis::cleanup;
 
 /// A job saved between `due.lua` and `fire.lua` (same score, new version) is left for the
 /// next round instead of being fired with the version that was read (invariant 8).

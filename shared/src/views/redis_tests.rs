@@ -3,12 +3,9 @@
 //! groups, ties on a tick (shards) and status filters; and the group run index it reads
 //! stays exactly the union of the job indexes through every script that writes them.
 
-use std::time::Duration;
-
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::config::RedisConfig;
 use crate::conn::Redis;
 use crate::model::job::{ConcurrencyPolicy, JobInput};
 use crate::model::run::RunStatus;
@@ -20,15 +17,7 @@ use super::runs::{RunQuery, list_runs};
 use super::{JobRef, Range, RunCursor, Scope, newest, newest_in_calls_of};
 
 fn redis() -> Redis {
-    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    Redis::new(&RedisConfig {
-        url,
-        prefix: format!("t-views-{:08x}", rand::random::<u32>()),
-        timeout: Duration::from_secs(5),
-        ..RedisConfig::default()
-    })
-    .expect("redis handle")
+    crate::test_redis::handle("views")
 }
 
 /// One seeded run: group, job, run id, tick, status.

@@ -7,14 +7,12 @@
 //! filter through the index exactly as through the scan.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde_json::json;
 
 use super::LastStatus;
 use crate::backfill::backfill_last_status;
-use crate::config::RedisConfig;
 use crate::conn::Redis;
 use crate::keys::CONSUMER_GROUP;
 use crate::model::job::{ConcurrencyPolicy, JobInput};
@@ -27,15 +25,7 @@ use crate::store::Store;
 use crate::views::jobs::{JobQuery, list_job_rows};
 
 fn redis() -> Redis {
-    let url = std::env::var("DOTJOB_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    Redis::new(&RedisConfig {
-        url,
-        prefix: format!("t-last-{:08x}", rand::random::<u32>()),
-        timeout: Duration::from_secs(5),
-        ..RedisConfig::default()
-    })
-    .expect("redis handle")
+    crate::test_redis::handle("last")
 }
 
 async fn delete_all(redis: &Redis) {
