@@ -92,7 +92,7 @@ fn params_json(params: Option<&Value>) -> Result<Option<String>> {
 
 impl Store {
     /// Enqueues a run by hand, with an optional params override; returns the run id (the
-    /// first one of a sharded or broadcast job: see [`Store::trigger_runs`]).
+    /// first one of a sharded or broadcast job: [`Store::trigger_idempotent`] answers them all).
     pub async fn trigger<'k>(
         &self,
         id: &str,
