@@ -36,5 +36,6 @@ mod sharding;
 mod shutdown;
 mod spine;
 mod tls;
+mod tls_cluster;
 mod validation;
 mod warnings;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use dotjob_tests::{Api, Proc, TlsRedis, spawn_scheduler, wait_for};
 use serde_json::json;
 
-const PASSWORD: &str = "tls-test-pass";
+pub(crate) const PASSWORD: &str = "tls-test-pass";
 
 /// The README's `ACL SETUSER` block for `prefix`, as command arguments (password set).
-fn documented_acl(prefix: &str) -> Vec<String> {
+pub(crate) fn documented_acl(prefix: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README");
     let section = readme

@@ -7,8 +7,13 @@
 //! master's replica is promoted within a few seconds. [`RedisCluster::url`] is the seed list
 //! as one comma-separated string: `redis_handle`, `InProcess` and `spawn_scheduler` take it
 //! for a cluster (a comma means `REDIS_CLUSTER_URLS`).
+//!
+//! [`RedisCluster::start_tls`] starts the same cluster TLS-only: no plain port, clients,
+//! the cluster bus and replication over TLS, certificates generated as for
+//! [`crate::TlsRedis`] (the nodes present the client certificate to each other).
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +37,8 @@ impl Drop for Node {
 /// A running cluster, killed on drop.
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    /// The certificates' directory of a TLS-only cluster.
+    tls: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -48,22 +55,59 @@ fn cluster_port() -> u16 {
     }
 }
 
-/// A synchronous connection to one node.
-fn node_conn(port: u16) -> redis::RedisResult<redis::Connection> {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+/// The test CA and client certificate in `dir`, for a client of a TLS cluster.
+fn tls_certs(dir: &Path) -> redis::TlsCertificates {
+    let read = |n: &str| std::fs::read(dir.join(n)).expect("read certificate");
+    redis::TlsCertificates {
+        client_tls: Some(redis::ClientTlsConfig {
+            client_cert: read("client.crt"),
+            client_key: read("client.key"),
+        }),
+        root_cert: Some(read("ca.crt")),
+    }
+}
+
+/// A synchronous connection to one node (over TLS with the certificates in `tls`).
+fn node_conn(port: u16, tls: Option<&Path>) -> redis::RedisResult<redis::Connection> {
+    let c = match tls {
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}"))?,
+        Some(d) => {
+            redis::Client::build_with_tls(format!("rediss://127.0.0.1:{port}"), tls_certs(d))?
+        }
+    };
     c.get_connection_with_timeout(Duration::from_secs(2))
 }
 
 /// Starts one cluster node and waits until it answers; on another port if it exits (its
-/// port was taken meanwhile).
-fn start_node(bin: &str, dir: &std::path::Path) -> Node {
+/// port was taken meanwhile). With `tls` (the certificates' directory and whether clients
+/// must present a certificate), the node listens on TLS only.
+fn start_node(bin: &str, dir: &Path, tls: Option<(&Path, bool)>) -> Node {
     for _ in 0..5 {
         let port = cluster_port();
         let ndir = dir.join(port.to_string());
         std::fs::create_dir_all(&ndir).expect("node dir");
-        let mut child = Command::new(bin)
-            .arg("--port")
-            .arg(port.to_string())
+        let mut cmd = Command::new(bin);
+        match tls {
+            None => cmd.arg("--port").arg(port.to_string()),
+            Some((certs, mutual)) => cmd
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                .arg("--tls-cert-file")
+                .arg(certs.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(certs.join("server.key"))
+                .arg("--tls-client-cert-file")
+                .arg(certs.join("client.crt"))
+                .arg("--tls-client-key-file")
+                .arg(certs.join("client.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(certs.join("ca.crt"))
+                .args([
+                    "--tls-auth-clients",
+                    if mutual { "yes" } else { "optional" },
+                ]),
+        };
+        let mut child = cmd
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
             .args(["--cluster-config-file", "nodes.conf"])
@@ -75,7 +119,7 @@ fn start_node(bin: &str, dir: &std::path::Path) -> Node {
             .expect("start redis-server (is it on PATH?)");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if node_conn(port)
+            if node_conn(port, tls.map(|(d, _)| d))
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
                 .is_ok()
             {
@@ -98,6 +142,16 @@ impl RedisCluster {
     /// `masters` masters with `replicas` replicas each (three masters or more for
     /// replicas; one master takes every slot alone).
     pub fn start(masters: usize, replicas: usize) -> Self {
+        Self::start_with(masters, replicas, None)
+    }
+
+    /// A TLS-only cluster of `masters` masters (3 or more), no replicas; with `mutual`,
+    /// clients must present a certificate signed by the test CA (`--tls-auth-clients yes`).
+    pub fn start_tls(masters: usize, mutual: bool) -> Self {
+        Self::start_with(masters, 0, Some(mutual))
+    }
+
+    fn start_with(masters: usize, replicas: usize, tls: Option<bool>) -> Self {
         assert!(
             masters == 1 && replicas == 0 || masters >= 3,
             "1 master, or 3 or more"
@@ -105,13 +159,22 @@ impl RedisCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let bin =
             std::env::var("DOTJOB_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let certs = tls.map(|mutual| {
+            crate::tls::generate_certs(dir.path());
+            (dir.path().to_path_buf(), mutual)
+        });
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            nodes.push(start_node(&bin, dir.path()));
+            let node_tls = certs.as_ref().map(|(d, m)| (d.as_path(), *m));
+            nodes.push(start_node(&bin, dir.path(), node_tls));
         }
-        let me = Self { nodes, _dir: dir };
+        let me = Self {
+            nodes,
+            tls: certs.map(|(d, _)| d),
+            _dir: dir,
+        };
         if masters == 1 {
-            let mut c = node_conn(me.nodes[0].port).expect("connect");
+            let mut c = me.node(me.nodes[0].port).expect("connect");
             let () = redis::cmd("CLUSTER")
                 .arg("ADDSLOTSRANGE")
                 .arg(0)
@@ -120,7 +183,17 @@ impl RedisCluster {
                 .expect("addslots");
         } else {
             let cli = std::env::var("DOTJOB_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
-            let out = Command::new(cli)
+            let mut cmd = Command::new(cli);
+            if let Some(d) = &me.tls {
+                cmd.arg("--tls")
+                    .arg("--cacert")
+                    .arg(d.join("ca.crt"))
+                    .arg("--cert")
+                    .arg(d.join("client.crt"))
+                    .arg("--key")
+                    .arg(d.join("client.key"));
+            }
+            let out = cmd
                 .arg("--cluster")
                 .arg("create")
                 .args(me.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
@@ -144,7 +217,7 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = self.nodes.iter().filter(|n| n.child.is_some()).all(|n| {
-                node_conn(n.port)
+                self.node(n.port)
                     .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
                     .is_ok_and(|i| {
                         i.contains("cluster_state:ok")
@@ -164,12 +237,27 @@ impl RedisCluster {
         self.urls().join(",")
     }
 
-    /// One URL per node.
+    /// One URL per node (`rediss://` on a TLS cluster).
     pub fn urls(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.nodes
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| format!("{scheme}://127.0.0.1:{}", n.port))
             .collect()
+    }
+
+    /// A file of a TLS cluster's generated set: `ca.crt`, `client.crt`, `client.key`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.tls.as_ref().expect("a TLS cluster").join(name)
+    }
+
+    /// A synchronous connection to the node on `port` as the `default` user.
+    pub fn node(&self, port: u16) -> redis::RedisResult<redis::Connection> {
+        node_conn(port, self.tls.as_deref())
     }
 
     /// Ports of the live nodes.
@@ -183,9 +271,12 @@ impl RedisCluster {
 
     /// A cluster connection for assertions (10 s reply timeout).
     pub async fn conn(&self) -> redis::cluster_async::ClusterConnection {
-        redis::cluster::ClusterClient::builder(self.urls())
-            .response_timeout(Duration::from_secs(10))
-            .build()
+        let mut b = redis::cluster::ClusterClient::builder(self.urls())
+            .response_timeout(Duration::from_secs(10));
+        if let Some(d) = &self.tls {
+            b = b.certs(tls_certs(d));
+        }
+        b.build()
             .expect("cluster client")
             .get_async_connection()
             .await
@@ -235,7 +326,7 @@ impl RedisCluster {
 
     fn any_node(&self) -> redis::Connection {
         for n in self.nodes.iter().filter(|n| n.child.is_some()) {
-            if let Ok(c) = node_conn(n.port) {
+            if let Ok(c) = self.node(n.port) {
                 return c;
             }
         }
@@ -260,7 +351,8 @@ impl RedisCluster {
             if let Some(m) = self.master_of(slot)
                 && m != dead
             {
-                let state_ok = node_conn(m)
+                let state_ok = self
+                    .node(m)
                     .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
                     .is_ok_and(|i| i.contains("cluster_state:ok"));
                 if state_ok {
@@ -281,7 +373,7 @@ impl RedisCluster {
         // ask until it does, for up to 30 s.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(replica) = Self::known_replica(port) {
+            if let Some(replica) = self.known_replica(port) {
                 return Some(replica);
             }
             if Instant::now() > deadline {
@@ -292,8 +384,8 @@ impl RedisCluster {
     }
 
     /// The first replica the master on `port` knows of, if any.
-    fn known_replica(port: u16) -> Option<u16> {
-        let mut c = node_conn(port).ok()?;
+    fn known_replica(&self, port: u16) -> Option<u16> {
+        let mut c = self.node(port).ok()?;
         let id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut c).ok()?;
         let lines: Vec<String> = redis::cmd("CLUSTER")
             .arg("REPLICAS")
@@ -319,7 +411,7 @@ impl RedisCluster {
 
     /// `INFO <section>` of the node on `port`.
     pub fn info(&self, port: u16, section: &str) -> String {
-        let mut c = node_conn(port).expect("connect");
+        let mut c = self.node(port).expect("connect");
         redis::cmd("INFO").arg(section).query(&mut c).expect("info")
     }
 

@@ -98,6 +98,31 @@ fn ca(dir: &Path, name: &str) {
     );
 }
 
+/// Generates in `d` a CA (`ca.crt`), another CA (`other-ca.crt`, for a client that trusts
+/// the wrong one), a server certificate for 127.0.0.1 / localhost (`server.crt`) and a
+/// client certificate (`client.crt`), each with its `.key`.
+pub(crate) fn generate_certs(d: &Path) {
+    ca(d, "ca");
+    // Another CA, for a client that trusts the wrong one.
+    ca(d, "other-ca");
+    signed(
+        d,
+        "ca",
+        "server",
+        "localhost",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    );
+    signed(
+        d,
+        "ca",
+        "client",
+        "dotjob",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=clientAuth\n",
+    );
+}
+
 /// A TLS-only `redis-server` (no plain port) with certificates of its own.
 pub struct TlsRedis {
     child: Option<Child>,
@@ -111,25 +136,7 @@ impl TlsRedis {
     pub fn start(mutual: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        ca(d, "ca");
-        // Another CA, for a client that trusts the wrong one.
-        ca(d, "other-ca");
-        signed(
-            d,
-            "ca",
-            "server",
-            "localhost",
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        );
-        signed(
-            d,
-            "ca",
-            "client",
-            "dotjob",
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=clientAuth\n",
-        );
+        generate_certs(d);
         let port = free_port();
         let bin =
             std::env::var("DOTJOB_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
