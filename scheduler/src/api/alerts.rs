@@ -19,11 +19,6 @@ use super::schema;
 use crate::alerts::rule::{MAX_RULES, Scope};
 use crate::alerts::{Alert, Rule, RuleInput, RuleView, store};
 
-/// Entries read from the delivery log per `XREVRANGE`.
-const BATCH: usize = 500;
-/// Most entries one `GET /alerts/deliveries` scans; a selective filter may need more pages.
-const SCAN_MAX: usize = 5_000;
-
 fn invalid((field, message): (String, String)) -> ApiError {
     ApiError::invalid(field, message)
 }
@@ -335,55 +330,24 @@ pub async fn deliveries(
             "not a cursor from this listing",
         ));
     }
-    let mut end = cursor.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+    let end = cursor.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
     let key = s.store.redis().keys().alert_deliveries();
-    let mut conn = s.store.redis().conn().await?;
-    let mut items = Vec::new();
-    let mut scanned = 0;
-    loop {
-        let batch: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(&key)
-            .arg(&end)
-            .arg("-")
-            .arg("COUNT")
-            .arg(BATCH)
-            .query_async(&mut conn)
-            .await
-            .map_err(dotjob_shared::Error::from)?;
-        let exhausted = batch.len() < BATCH;
-        for (id, fields) in batch {
-            scanned += 1;
-            end = format!("({id}");
-            let a = DeliveryAttempt::parse(id, fields);
-            let keep = q.rule.as_ref().is_none_or(|r| *r == a.rule)
+    let (items, next_cursor) = super::stream_page::newest_first(
+        s.store.redis(),
+        &key,
+        end,
+        "-",
+        limit,
+        DeliveryAttempt::parse,
+        |a| {
+            q.rule.as_ref().is_none_or(|r| *r == a.rule)
                 && q.delivery.as_ref().is_none_or(|d| *d == a.delivery)
                 && q.status.as_ref().is_none_or(|st| *st == a.status)
-                && q.event.as_ref().is_none_or(|e| *e == a.event);
-            if keep {
-                items.push(a);
-                if items.len() == limit {
-                    let next = items.last().map(|a| a.id.clone());
-                    return Ok(Json(DeliveryPage {
-                        items,
-                        next_cursor: next,
-                    }));
-                }
-            }
-        }
-        if exhausted {
-            return Ok(Json(DeliveryPage {
-                items,
-                next_cursor: None,
-            }));
-        }
-        if scanned >= SCAN_MAX {
-            let next = end.trim_start_matches('(').to_owned();
-            return Ok(Json(DeliveryPage {
-                items,
-                next_cursor: Some(next),
-            }));
-        }
-    }
+                && q.event.as_ref().is_none_or(|e| *e == a.event)
+        },
+    )
+    .await?;
+    Ok(Json(DeliveryPage { items, next_cursor }))
 }
 
 #[cfg(test)]

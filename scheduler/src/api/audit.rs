@@ -40,10 +40,6 @@ use super::schema;
 /// Largest answer body read to find the targets of a write (answers of writes are far
 /// smaller).
 const ANSWER_MAX: usize = 4 * 1024 * 1024;
-/// Entries read from the stream per `XREVRANGE`.
-const BATCH: usize = 500;
-/// Most entries one `GET /audit` scans; a selective filter may need several pages.
-const SCAN_MAX: usize = 5_000;
 
 /// What the recording middleware needs.
 #[derive(Debug)]
@@ -434,7 +430,7 @@ pub async fn list(
         })); // nothing is older than the first possible entry
     }
     let start = from.map_or("-".to_owned(), |f| f.max(0).to_string());
-    let mut end = match (&cursor, to) {
+    let end = match (&cursor, to) {
         (Some(c), _) => format!("({c}"),
         (None, Some(t)) if t < 0 => {
             return Ok(Json(AuditPage {
@@ -446,53 +442,22 @@ pub async fn list(
         (None, None) => "+".to_owned(),
     };
     let key = s.store.redis().keys().audit();
-    let mut conn = s.store.redis().conn().await?;
-    let mut items = Vec::new();
-    let mut scanned = 0;
-    loop {
-        let batch: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(&key)
-            .arg(&end)
-            .arg(&start)
-            .arg("COUNT")
-            .arg(BATCH)
-            .query_async(&mut conn)
-            .await
-            .map_err(dotjob_shared::Error::from)?;
-        let exhausted = batch.len() < BATCH;
-        for (id, fields) in batch {
-            scanned += 1;
-            end = format!("({id}");
-            let e = AuditEntry::parse(id, fields);
-            let keep = q.action.as_ref().is_none_or(|a| *a == e.action)
+    let (items, next_cursor) = super::stream_page::newest_first(
+        s.store.redis(),
+        &key,
+        end,
+        &start,
+        limit,
+        AuditEntry::parse,
+        |e| {
+            q.action.as_ref().is_none_or(|a| *a == e.action)
                 && q.token.as_ref().is_none_or(|t| *t == e.token)
                 && q.job.as_ref().is_none_or(|j| Some(j) == e.job.as_ref())
-                && q.rule.as_ref().is_none_or(|r| Some(r) == e.rule.as_ref());
-            if keep {
-                items.push(e);
-                if items.len() == limit {
-                    let next = items.last().map(|e| e.id.clone());
-                    return Ok(Json(AuditPage {
-                        items,
-                        next_cursor: next,
-                    }));
-                }
-            }
-        }
-        if exhausted {
-            return Ok(Json(AuditPage {
-                items,
-                next_cursor: None,
-            }));
-        }
-        if scanned >= SCAN_MAX {
-            let next = end.trim_start_matches('(').to_owned();
-            return Ok(Json(AuditPage {
-                items,
-                next_cursor: Some(next),
-            }));
-        }
-    }
+                && q.rule.as_ref().is_none_or(|r| Some(r) == e.rule.as_ref())
+        },
+    )
+    .await?;
+    Ok(Json(AuditPage { items, next_cursor }))
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ mod schedule;
 pub mod schema;
 mod secret;
 mod stats;
+mod stream_page;
 pub mod tokens;
 mod views;
 mod warnings;
